@@ -292,11 +292,12 @@ class Recorder:
         conf, vec, correct = R.logits_stats(logits, targets)
         names = ["confidence", "entropy", "accuracy"]
         keep = [i for i, n in enumerate(names) if n not in explicit and not (n == "accuracy" and correct is None)]
-        self._dev.append(("vec", tuple(tags.split_metric(split, names[i]) for i in keep), step, vec[keep]))
+        self._dev.append(("vec", tuple(tags.split_metric(split, names[i]) for i in keep), step,
+                          torch.stack([vec[i] for i in keep])))  # views, not a list index: no host copy
         if self.options.record_histograms or calibration:
             counts = R.fixed_histogram(conf, self.options.hist_bins, 0.0, 1.0)
             self._dev.append(("hists", ((tags.split_metric(split, "confidence"), step),), step,
-                              torch.cat([counts, torch.tensor([0.0, 1.0], device=counts.device)])))
+                              torch.cat([counts, torch.linspace(0.0, 1.0, 2, device=counts.device)])))
         if calibration and correct is not None:
             self._dev.append(("calib", (tags.calibration(split),), step,
                               R.calibration_sums(conf, correct, CALIBRATION_BINS).reshape(-1)))

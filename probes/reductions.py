@@ -57,9 +57,9 @@ def first_tensor(output):
     return None
 
 
-def _finite_range(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _finite_range(flat: torch.Tensor, sync_free: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(min, max) over the finite values; (0, 0) if there are none."""
-    if flat.device.type == "cpu":
+    if not (flat.device.type != "cpu" if sync_free is None else sync_free):
         lo, hi = torch.aminmax(flat)
         if math.isfinite(lo.item()) and math.isfinite(hi.item()):  # CPU values: reading them is free
             return lo, hi
@@ -81,24 +81,29 @@ def hist_sample(x: torch.Tensor, sample: int) -> tuple[torch.Tensor, torch.Tenso
     return flat[::step].clone(), lo, hi
 
 
-def batched_histograms(samples: list[torch.Tensor], lo: torch.Tensor, hi: torch.Tensor, bins: int) -> torch.Tensor:
+def batched_histograms(samples: list[torch.Tensor], lo: torch.Tensor, hi: torch.Tensor, bins: int, *,
+                       sync_free: bool | None = None) -> torch.Tensor:
     """Histograms of many tensors in one pass: (len(samples), bins) counts, tensor i binned into
     `bins` equal-width bins over [lo[i], hi[i]]. Non-finite values are left out. A dozen ops for any
-    number of tensors, instead of a handful per tensor, which is what keeps every-step recording cheap."""
+    number of tensors, instead of a handful per tensor, which is what keeps every-step recording cheap.
+    `sync_free` (default: on for every device but the CPU) picks the path that never reads a value
+    back to the host."""
     n = len(samples)
     dev = lo.device
-    lens = torch.tensor([s.numel() for s in samples], device=dev)
     flat = torch.cat(samples)
-    seg = torch.repeat_interleave(torch.arange(n, device=dev), lens)
     scale = bins / (hi - lo).clamp_min(torch.finfo(torch.float32).tiny)
-    pos = (flat - lo[seg]) * scale[seg]
-    if dev.type == "cpu":
+    if not (dev.type != "cpu" if sync_free is None else sync_free):
+        seg = torch.repeat_interleave(torch.arange(n), torch.tensor([s.numel() for s in samples]))
+        pos = (flat - lo[seg]) * scale[seg]
         if not math.isfinite(pos.sum().item()):  # rare: drop non-finite values (CPU: no sync cost)
             keep = torch.isfinite(pos)
             pos, seg = pos[keep], seg[keep]
         idx = pos.to(torch.int64).clamp_(0, bins - 1) + seg * bins
         return torch.bincount(idx, minlength=n * bins).reshape(n, bins).float()
-    # Device path: fixed shapes, no host reads (bincount would read the max back to size its output).
+    # Device path: fixed shapes and nothing copied from the host (a host-to-device copy of segment
+    # lengths, or bincount sizing its output, would make the CPU wait for the GPU).
+    seg = torch.cat([torch.full((s.numel(),), i, device=dev, dtype=torch.int64) for i, s in enumerate(samples)])
+    pos = (flat - lo[seg]) * scale[seg]
     weight = torch.isfinite(pos).float()
     idx = torch.nan_to_num(pos, 0.0, 0.0, 0.0).to(torch.int64).clamp_(0, bins - 1) + seg * bins
     return torch.zeros(n * bins, device=dev).scatter_add_(0, idx, weight).reshape(n, bins)
@@ -150,13 +155,12 @@ def activation_stats(module: nn.Module, out: torch.Tensor) -> torch.Tensor:
 def param_stats(grads: list[torch.Tensor]) -> torch.Tensor:
     """[norm, abs_mean, nonfinite] per tensor, shape (len(grads), 3), for tensors on one device."""
     norms = torch.stack(torch._foreach_norm(grads)).float()
-    l1 = torch.stack(torch._foreach_norm(grads, 1)).float()
-    numel = torch.tensor([g.numel() for g in grads], dtype=torch.float32, device=norms.device)
+    l1 = torch.stack([n / g.numel() for n, g in zip(torch._foreach_norm(grads, 1), grads)]).float()
     if norms.device.type == "cpu" and bool(torch.isfinite(norms).all()):
         nonfinite = torch.zeros_like(norms)
     else:
         nonfinite = torch.stack([g.numel() - torch.count_nonzero(torch.isfinite(g)) for g in grads]).float()
-    return torch.stack([norms, l1 / numel, nonfinite], dim=1)
+    return torch.stack([norms, l1, nonfinite], dim=1)
 
 
 def logits_stats(logits: torch.Tensor, targets: torch.Tensor | None):

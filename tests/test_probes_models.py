@@ -198,9 +198,21 @@ def test_compiled_model_records_everything_but_activations(tmp_path):
 def test_cuda_model(tmp_path):
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).cuda()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    rec = probes.attach(model, opt, run_dir=tmp_path / "r", every=1)
-    _steps(model, opt, rec, lambda: (torch.randn(8, 8, device="cuda"), torch.randint(0, 4, (8,), device="cuda")), n=3)
+    rec = probes.attach(model, opt, run_dir=tmp_path / "r", every=1, flush_steps=1000, flush_secs=1000)
+    batch = (torch.randn(8, 8, device="cuda"), torch.randint(0, 4, (8,), device="cuda"))
+    _steps(model, opt, rec, lambda: batch, n=1)  # warm-up (first-call allocations)
+    torch.cuda.synchronize()
+    # Recording steps that do not flush must never make the CPU wait for the GPU.
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            logits = model(batch[0])
+            loss = F.cross_entropy(logits, batch[1])
+            opt.zero_grad(); loss.backward(); opt.step()
+            rec.record_step(loss, logits=logits, targets=batch[1])
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
     rec.close()
     run = runstore.load_run(tmp_path / "r")
-    assert len(run.series("train/loss")) == 3 and len(run.series(tags.act("1", "frac_dead"))) == 3
+    assert len(run.series("train/loss")) == 4 and len(run.series(tags.act("1", "frac_dead"))) == 4
     assert run.histograms(tags.grad("0.weight")).counts.sum() > 0
