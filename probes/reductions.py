@@ -91,7 +91,9 @@ def batched_histograms(samples: list[torch.Tensor], lo: torch.Tensor, hi: torch.
     n = len(samples)
     dev = lo.device
     flat = torch.cat(samples)
-    scale = bins / (hi - lo).clamp_min(torch.finfo(torch.float32).tiny)
+    # A floor well above float32's tiniest value, so bins/range stays finite (a constant tensor has
+    # range 0: every value then lands in bin 0).
+    scale = bins / (hi - lo).clamp_min(1e-30)
     if not (dev.type != "cpu" if sync_free is None else sync_free):
         seg = torch.repeat_interleave(torch.arange(n), torch.tensor([s.numel() for s in samples]))
         pos = (flat - lo[seg]) * scale[seg]
