@@ -1,0 +1,143 @@
+"""Keep runs in memory and bring them up to date cheaply; run the advice once per new data.
+
+No Streamlit here: `ui/cache.py` keeps one RunHandle per run path in `st.cache_resource`, so all
+sessions and reruns share it, and a rerun only reads what the writer appended since.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from runstore import Run, RunReadError, load_run, read_meta, schema
+
+from .discovery import RUN, TENSORBOARD, RunRef
+
+SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+# Re-running every rule on each 2-second poll of a big live run would cost more than the
+# charts; the advice of a live run is refreshed at most this often.
+LIVE_ADVICE_INTERVAL_S = 10.0
+
+
+def _diagnostics():
+    """The diagnostics package, imported late so the charts work even if it is broken."""
+    import diagnostics  # noqa: PLC0415
+
+    return diagnostics
+
+
+def _stat(path: str):
+    try:
+        st = os.stat(path)
+        return st.st_mtime_ns, st.st_size
+    except OSError:
+        return None
+
+
+def _short_error(e: BaseException) -> str:
+    msg = str(e).strip() or type(e).__name__
+    return msg if isinstance(e, RunReadError) else f"{type(e).__name__}: {msg}"
+
+
+class RunHandle:
+    """One run kept in memory: `sync()` re-reads only what changed on disk, `findings()` runs the
+    rules once per new data. Safe to share between Streamlit sessions (one lock per run)."""
+
+    def __init__(self, ref: RunRef):
+        self.ref = ref
+        self.run: Run | None = None
+        self.error: str | None = None
+        self.version = 0  # bumped whenever the in-memory data changes
+        self._lock = threading.RLock()
+        self._signature = None
+        self._checked = 0.0
+        self._advice: tuple[int, list, str | None] | None = None
+        self._advice_at = 0.0
+        self.trace: str | None = None  # traceback of the last load failure, for the error card
+
+    @property
+    def path(self) -> str:
+        return self.ref.path
+
+    @property
+    def is_live(self) -> bool:
+        return self.run is not None and self.run.status == schema.RUNNING
+
+    # -- disk ----------------------------------------------------------------------------------
+    def _disk_signature(self):
+        if self.ref.kind == TENSORBOARD:
+            try:
+                names = sorted(n for n in os.listdir(self.path) if n.startswith("events.out.tfevents"))
+            except OSError:
+                return None
+            return tuple((n, _stat(os.path.join(self.path, n))) for n in names)
+        return tuple(_stat(os.path.join(self.path, n))
+                     for n in (schema.META_FILE, schema.DB_FILE, schema.DB_FILE + "-wal"))
+
+    def _load(self) -> Run:
+        if self.ref.kind == TENSORBOARD:
+            return _diagnostics().load_run(self.path)
+        return load_run(self.path)
+
+    def _replaced(self) -> bool:
+        """True if run.json now describes another run (the folder was overwritten)."""
+        try:
+            meta = read_meta(self.path)
+        except RunReadError:
+            return False
+        old = self.run.meta
+        return (meta.get("run_id"), meta.get("created")) != (old.get("run_id"), old.get("created"))
+
+    def sync(self, *, min_interval: float = 1.0) -> "RunHandle":
+        """Re-read the run if its files changed (checked at most every `min_interval` seconds)."""
+        with self._lock:
+            now = time.monotonic()
+            if (self.run is not None or self.error is not None) and now - self._checked < min_interval:
+                return self
+            self._checked = now
+            sig = self._disk_signature()
+            if sig == self._signature and (self.run is not None or self.error is not None):
+                return self
+            self._signature = sig
+            try:
+                if self.run is None or self.ref.kind == TENSORBOARD or self._replaced():
+                    self.run = self._load()
+                else:
+                    # run.json is re-read too: a status change alone is news
+                    self.run.refresh()
+                self.error = None
+            except Exception as e:  # noqa: BLE001 - any failure becomes this run's error card
+                self.run, self.error = None, _short_error(e)
+                self.trace = traceback.format_exc()
+            self.version += 1
+            return self
+
+    # -- advice --------------------------------------------------------------------------------
+    def findings(self) -> tuple[list, str | None]:
+        """(findings sorted most severe first, error message if the rules failed)."""
+        with self._lock:
+            if self.run is None:
+                return [], None
+            cached = self._advice
+            if cached is not None and cached[0] == self.version:
+                return cached[1], cached[2]
+            if cached is not None and self.is_live and time.monotonic() - self._advice_at < LIVE_ADVICE_INTERVAL_S:
+                return cached[1], cached[2]
+            try:
+                found = list(_diagnostics().advise(self.run))
+                err = None
+            except Exception as e:  # noqa: BLE001 - broken rules must not take the charts down
+                found, err = [], f"The advice could not be computed: {_short_error(e)}"
+            found.sort(key=lambda f: SEVERITY_RANK.get(getattr(f, "severity", "info"), 3))
+            self._advice = (self.version, found, err)
+            self._advice_at = time.monotonic()
+            return found, err
+
+
+def load_handle(path: str | os.PathLike, kind: str = RUN, folder: str | None = None) -> RunHandle:
+    """A synced handle for one run path (convenience for scripts and tests)."""
+    p = os.path.abspath(path)
+    return RunHandle(RunRef(p, kind, folder or str(Path(p).parent))).sync(min_interval=0)

@@ -1,0 +1,130 @@
+"""The frame of a one-run page: pick up the current run, show its header (live badge, latest
+step), keep it refreshing while it is written, and show an error card if it cannot be read."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Callable
+
+import streamlit as st
+
+from ..loading import RunHandle
+from . import cache
+from .context import FOCUS, AppContext, get_context
+
+_STATUS_BADGE = {"running": ("live", "green"), "finished": ("finished", "blue"), "failed": ("failed", "red"),
+                 "stopped": ("stopped", "gray"), "killed": ("not finished", "orange")}
+
+
+def current_handle(ctx: AppContext | None = None) -> RunHandle:
+    """The synced handle of the run picked in the sidebar; stops the page with a message if
+    there is none or it cannot be read (the rest of the app keeps working)."""
+    ctx = ctx or get_context()
+    if ctx.current is None:
+        st.info("No run to show. Runs appear here once a folder with runs is added in the sidebar.")
+        st.stop()
+    h = cache.handle(ctx.current, min_interval=min(1.0, ctx.settings.refresh_s / 2))
+    if h.error is not None:
+        error_card(h)
+        st.stop()
+    return h
+
+
+def error_card(h: RunHandle) -> None:
+    """A run that could not be read: what failed and where, in the user's terms."""
+    with st.container(border=True):
+        st.error(f"**{h.ref.label}** could not be read.\n\n{h.error}", icon=":material/error:")
+        st.caption(f"Folder: `{h.path}`. Other runs are not affected; pick another one in the sidebar.")
+        if getattr(h, "trace", None):
+            with st.expander("Technical details"):
+                st.code(h.trace, language="text")
+
+
+def header(h: RunHandle, *, page_title: str) -> None:
+    """Run name, status badge (live runs: a green 'live' badge), latest step and when it was
+    last written, workload and any warnings met while reading."""
+    run = h.run
+    label, color = _STATUS_BADGE.get(run.status, (run.status, "gray"))
+    cols = st.columns([0.7, 0.3], vertical_alignment="bottom")
+    with cols[0]:
+        st.markdown(f"### {page_title} · {run.name}")
+    with cols[1]:
+        with st.container(horizontal=True, horizontal_alignment="right"):
+            st.badge(label, color=color, icon=":material/fiber_manual_record:" if run.status == "running" else None)
+            if run.last_step >= 0:
+                st.badge(f"step {run.last_step:,}", color="gray")
+    bits = []
+    if run.meta.get("workload"):
+        bits.append(f"workload **{run.meta['workload']}**")
+    if run.last_flush and run.status == "running":
+        bits.append(f"last written {max(0, time.time() - run.last_flush):.0f} s ago")
+    elif run.meta.get("ended"):
+        try:
+            bits.append(f"ended {datetime.fromtimestamp(run.meta['ended']):%Y-%m-%d %H:%M}")
+        except (TypeError, ValueError, OSError):
+            pass
+    if run.meta.get("description"):
+        bits.append(str(run.meta["description"]))
+    if bits:
+        st.caption(" · ".join(bits))
+    if run.status == "failed" and run.meta.get("error"):
+        st.error(f"Training failed: {run.meta['error']}")
+    for w in run.warnings:
+        st.warning(w, icon=":material/warning:")
+
+
+def live_section(h: RunHandle, body: Callable[[RunHandle], None], *, key: str) -> None:
+    """Run `body(handle)`; while the run is live, re-run just this part every few seconds so
+    new steps appear without reloading the page or touching the user's selections."""
+    ctx = get_context()
+    interval = ctx.settings.refresh_s if h.is_live else None
+
+    def _body():
+        fresh = cache.handle(h.ref, min_interval=min(1.0, ctx.settings.refresh_s / 2))
+        if fresh.error is not None:
+            error_card(fresh)
+            return
+        body(fresh)
+        if interval and not fresh.is_live:
+            st.rerun()  # the run ended: redraw the whole page once, without a timer
+
+    st.fragment(_body, run_every=interval, key=key)()
+
+
+def focus_for(page_key: str, path: str) -> dict | None:
+    """The finding the user jumped here from (layers, steps, title), if it is for this page and run."""
+    f = st.session_state.get(FOCUS)
+    if f and f.get("page") == page_key and f.get("run") == path:
+        return f
+    return None
+
+
+def focus_banner(focus: dict | None) -> tuple[int, int] | None:
+    """Say which finding is highlighted and offer to clear it; returns the steps to shade."""
+    if not focus:
+        return None
+    cols = st.columns([0.85, 0.15], vertical_alignment="center")
+    steps = focus.get("steps")
+    where = f" (steps {steps[0]:,}–{steps[1]:,} shaded)" if steps else ""
+    cols[0].info(f"Showing the evidence for **{focus.get('title')}**{where}.", icon=":material/search:")
+    if cols[1].button("Clear", key=f"clear-focus-{focus.get('page')}"):
+        st.session_state.pop(FOCUS, None)
+        st.rerun()
+    return tuple(steps) if steps else None
+
+
+def healthy(text: str) -> None:
+    """The one sentence saying what a healthy picture looks like on this page."""
+    st.caption(f":material/check_circle: **Healthy:** {text}")
+
+
+def missing(what: str, how: str = "") -> None:
+    """Say that the run lacks data for a chart (instead of drawing an empty one)."""
+    st.info(f"This run has no {what}." + (f" {how}" if how else ""), icon=":material/info:")
+
+
+def chart(fig, *, key: str) -> None:
+    """Show a Plotly figure in the page theme (light or dark) with a lean toolbar."""
+    st.plotly_chart(fig, key=key, theme="streamlit",
+                    config={"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]})

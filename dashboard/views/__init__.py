@@ -1,0 +1,1 @@
+"""Page bodies: each module has a `render()` that the matching script in `dashboard/pages/` calls."""
