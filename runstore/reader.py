@@ -109,6 +109,7 @@ class Run:
         self.last_step: int = -1
         self.meta: dict = {}
         self._series_cache: dict[str, pd.Series] = {}
+        self._hist_pending: dict[str, list[int]] = {}  # tag -> ids of chunks not read yet
         self.refresh()
 
     @classmethod
@@ -122,7 +123,7 @@ class Run:
         run._scalars = {t: [(np.asarray(s, np.int64), np.asarray(v, np.float64))] for t, (s, v) in (scalars or {}).items()}
         run._hists = {t: [(h.steps, h.lo, h.hi, h.counts)] for t, h in (hists or {}).items()}
         run._tables, run._events = list(tables), list(events)
-        run._seen, run._tag_names, run._series_cache = {}, {}, {}
+        run._seen, run._tag_names, run._series_cache, run._hist_pending = {}, {}, {}, {}
         run.last_flush = None
         run.last_step = max((int(np.max(s)) for s, _ in (scalars or {}).values() if len(s)), default=-1)
         run._in_memory = True
@@ -182,16 +183,12 @@ class Run:
                 self._scalars.setdefault(self._tag_names[tid], []).append((s, v))
             self._seen["scalar_chunks"] = rid
             new = True
-        for tid, n, bins, steps, lo, hi, counts, rid in con.execute(
-                "SELECT tag_id, n, bins, steps, lo, hi, counts, id FROM hist_chunks WHERE id > ? ORDER BY id",
-                (self._seen["hist_chunks"],)):
-            c = np.frombuffer(counts, "<f4")
-            if c.size != n * bins:
-                self._warn(f"a histogram chunk of {self._tag_names.get(tid)} is truncated; skipped.")
-            else:
-                self._hists.setdefault(self._tag_names[tid], []).append(
-                    (np.frombuffer(steps, "<i8"), np.frombuffer(lo, "<f8"), np.frombuffer(hi, "<f8"),
-                     c.reshape(n, bins)))
+        # Histograms are only indexed here; their blobs (most of a run's bytes) are read when a
+        # page asks for that tag (histograms()), so opening a run reads scalars alone.
+        for rid, tid in con.execute("SELECT id, tag_id FROM hist_chunks WHERE id > ? ORDER BY id",
+                                    (self._seen["hist_chunks"],)):
+            self._hist_pending.setdefault(self._tag_names[tid], []).append(rid)
+            self._hists.setdefault(self._tag_names[tid], [])
             self._seen["hist_chunks"] = rid
             new = True
         for tid, step, data, rid in con.execute(
@@ -271,7 +268,35 @@ class Run:
                              "value": np.concatenate(vals)})
 
     # -- histograms, tables, events ---------------------------------------------------------
+    def _load_hist_chunks(self, tag: str) -> None:
+        ids = self._hist_pending.pop(tag, None)
+        if not ids:
+            return
+        try:
+            con = schema.connect(self.path / schema.DB_FILE, readonly=True)
+        except sqlite3.Error as e:
+            self._warn(f"histograms of {tag} could not be read ({e}).")
+            return
+        try:
+            for i in range(0, len(ids), 500):
+                part = ids[i:i + 500]
+                rows = con.execute(f"SELECT n, bins, steps, lo, hi, counts FROM hist_chunks WHERE id IN "
+                                   f"({','.join('?' * len(part))}) ORDER BY id", part).fetchall()
+                for n, bins, steps, lo, hi, counts in rows:
+                    c = np.frombuffer(counts, "<f4")
+                    if c.size != n * bins:
+                        self._warn(f"a histogram chunk of {tag} is truncated; skipped.")
+                        continue
+                    self._hists[tag].append((np.frombuffer(steps, "<i8"), np.frombuffer(lo, "<f8"),
+                                             np.frombuffer(hi, "<f8"), c.reshape(n, bins)))
+        except sqlite3.DatabaseError as e:
+            self._warn(f"histograms of {tag} are damaged ({e}); showing what could be read.")
+        finally:
+            con.close()
+
     def histograms(self, tag: str) -> HistSeries | None:
+        """Histograms of one tag over time (read from disk on first use), or None if never recorded."""
+        self._load_hist_chunks(tag)
         chunks = self._hists.get(tag)
         if not chunks:
             return None
