@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 RUNS_SECTION = "Runs"
 RUN_SECTION = "One run"
-TRAIN_SECTION = "Train"  # reserved for the Train page and job list (not part of this package yet)
+TRAIN_SECTION = "Train"  # the Train page: training jobs started from the dashboard (dashboard/jobs.py)
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("gradients", "Gradients", ":material/trending_down:", RUN_SECTION),
     PageSpec("updates", "Updates", ":material/tune:", RUN_SECTION),
     PageSpec("predictions", "Predictions", ":material/target:", RUN_SECTION),
-    # PageSpec("train", "Train", ":material/play_arrow:", TRAIN_SECTION),  <- the Train page goes here
+    PageSpec("train", "Train", ":material/play_arrow:", TRAIN_SECTION),
 )
 
 BY_KEY = {p.key: p for p in PAGES}

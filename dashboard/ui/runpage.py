@@ -10,7 +10,7 @@ from typing import Callable
 import streamlit as st
 
 from ..loading import RunHandle
-from . import cache
+from . import cache, training
 from .context import FOCUS, AppContext, get_context
 
 _STATUS_BADGE = {"running": ("live", "green"), "finished": ("finished", "blue"), "failed": ("failed", "red"),
@@ -66,10 +66,13 @@ def header(h: RunHandle, *, page_title: str) -> None:
             pass
     if run.meta.get("description"):
         bits.append(str(run.meta["description"]))
-    if bits:
-        st.caption(" · ".join(bits))
+    with st.container(horizontal=True, vertical_alignment="center"):
+        if bits:
+            st.caption(" · ".join(bits))
+        training.rerun_button(run, key=f"rerun-{page_title}")
     if run.status == "failed" and run.meta.get("error"):
         st.error(f"Training failed: {run.meta['error']}")
+    training.unfinished_details(run)
     for w in run.warnings:
         st.warning(w, icon=":material/warning:")
 

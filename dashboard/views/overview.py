@@ -13,6 +13,7 @@ from ..loading import RunHandle
 from ..ui.advice import advice_cards
 from ..ui.context import get_context
 from ..ui.runpage import chart, current_handle, focus_banner, focus_for, header, healthy, live_section, missing
+from ..ui.training import apply_actions
 
 HEALTHY = ("training loss falls fast at first and then more slowly, validation loss follows it without "
            "turning back up, accuracy rises, and the learning rate follows its schedule.")
@@ -83,7 +84,7 @@ def _body(h: RunHandle) -> None:
     with right:
         st.markdown("#### Advice")
         findings, err = h.findings()
-        advice_cards(findings, run_path=h.path, error=err, current_page="overview")
+        advice_cards(findings, run_path=h.path, error=err, current_page="overview", actions=apply_actions(run))
 
 
 def render() -> None:

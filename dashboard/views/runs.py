@@ -13,6 +13,7 @@ from ..summary import STATUS_ICONS, effective_hparams, error_row, run_row, varyi
 from ..ui import cache
 from ..ui.context import COMPARE_RUNS, CURRENT_RUN, SELECTED_RUNS, get_context
 from ..ui.runpage import error_card, healthy
+from ..ui.training import live_jobs_panel
 
 SORTS = {"newest first": ("created", False), "name": ("run", True), "status": ("status", True),
          "most warnings": ("warnings_total", False), "lowest val loss": ("val loss", True),
@@ -66,6 +67,7 @@ def render() -> None:
     st.markdown("### Runs")
     healthy("a run finishes with its validation loss near its training loss, its accuracy still rising "
             "or levelled off, and no critical or warning findings.")
+    live_jobs_panel()
     if not ctx.refs:
         st.info("No runs found in " + ", ".join(f"`{f}`" for f in ctx.folders) + ". Record one with "
                 "`probes.attach(model, optimizer, run_dir='runs/my_run')`, or add a folder in the sidebar.")

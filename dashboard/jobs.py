@@ -1,0 +1,581 @@
+"""Training jobs started from the dashboard: each is a `python -m playground train` process that
+records one run directory under the user's runs folder.
+
+No Streamlit here (dashboard/ui/training.py wraps it for the pages), and no torch: the training
+runs in its own process, so the app stays responsive, a crash cannot take the app down, and GPU
+memory is released when the process ends.
+
+Everything the manager knows lives in the run directories themselves (run.json, job.json), so a
+page reload, a second browser tab or a restarted app finds the same jobs again.
+
+    <runs>/<slug>-<YYYYmmdd-HHMMSS>/config.json   the playground Config the job trains
+    <runs>/<slug>-<YYYYmmdd-HHMMSS>/job.json      pid, command, start time, stop request
+    <runs>/<slug>-<YYYYmmdd-HHMMSS>/train.log     stdout + stderr of the training process
+    <runs>/<slug>-<YYYYmmdd-HHMMSS>/run.json ...  written by the training process (runstore)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from playground.config import Config, ConfigError
+from runstore import effective_status, schema, write_json_atomic
+
+JOB_FILE = "job.json"
+CONFIG_FILE = "config.json"
+STARTING = "starting"  # the process is up but has not created run.json yet (importing torch, loading data)
+LIVE_STATES = (STARTING, schema.RUNNING)
+# Seconds a job gets to stop cleanly after SIGTERM (it stops at the next step and closes its run)
+# before it is killed.
+DEFAULT_GRACE_S = 10.0
+MAX_JOBS_LIMIT = 64
+_PLAYGROUND_ROOT = Path(__file__).resolve().parent.parent  # the folder holding the playground package
+# The device probe is a fixed program (no user input): it imports torch in a child process so the
+# app itself never does.
+_DEVICE_PROBE = "import json; from playground.config import available_devices; print(json.dumps(available_devices()))"
+
+
+class JobError(RuntimeError):
+    """A job could not be started or stopped; the message says why in the user's terms."""
+
+
+class JobLimitError(JobError):
+    """As many jobs as the concurrency limit allows are already training."""
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use (the affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def default_max_jobs(cores: int | None = None) -> int:
+    """Half the cores, at least one: each job's PyTorch uses several threads, so more jobs than
+    that would only slow every job down."""
+    return max(1, (cores or cpu_cores()) // 2)
+
+
+def slugify(text: str, *, max_len: int = 40) -> str:
+    """Lower-case ASCII letters, digits and dashes only, e.g. "LR 0.5 / test" -> "lr-0-5-test".
+    Nothing the user types can become a path separator, "..", or a hidden file name."""
+    ascii_text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:max_len].strip("-") or "run"
+
+
+def new_run_dir(runs_dir: str | os.PathLike, name: str, *, now: float | None = None) -> Path:
+    """Create and return a fresh, uniquely named run directory directly inside `runs_dir`."""
+    root = Path(runs_dir).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now if now is not None else time.time()))
+    base = f"{slugify(name)}-{stamp}"
+    for i in range(1, 1000):
+        candidate = root / (base if i == 1 else f"{base}-{i}")
+        if candidate.resolve().parent != root:  # cannot happen with a slug; a last line of defence
+            raise JobError(f"refusing to create {candidate}: it is not inside the runs folder {root}.")
+        try:
+            candidate.mkdir()  # atomic claim: two sessions starting at once get different folders
+        except FileExistsError:
+            continue
+        return candidate
+    raise JobError(f"could not find a free folder name for {base!r} in {root}.")
+
+
+def log_tail(run_dir: str | os.PathLike, lines: int = 30, *, max_bytes: int = 64_000) -> str:
+    """The last `lines` lines of a job's train.log ("" if there is none)."""
+    path = Path(run_dir) / schema.LOG_FILE
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", "replace").replace("\r", "\n")
+    kept = [ln for ln in text.splitlines() if ln.strip()]
+    return "\n".join(kept[-lines:])
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_info(run_dir: Path) -> dict:
+    """The heartbeat row of run.db (last_step, last_flush), or {} when it cannot be read yet."""
+    db = run_dir / schema.DB_FILE
+    if not db.exists():
+        return {}
+    try:
+        con = schema.connect(db, readonly=True)
+    except sqlite3.Error:
+        return {}
+    try:
+        rows = con.execute("SELECT key, value FROM info").fetchall()
+    except sqlite3.Error:
+        return {}
+    finally:
+        con.close()
+    out = {}
+    for k, v in rows:
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            pass
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _cmdline(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def _exit_words(code: int | None) -> str:
+    if code is None:
+        return "it exited (exit status unknown: the app that started it was restarted)"
+    if code < 0:
+        try:
+            return f"it was ended by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"it was ended by signal {-code}"
+    return f"it exited with status {code}"
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One training job as found on disk: its state, progress and what it trains."""
+
+    run_dir: Path
+    name: str
+    state: str  # starting | running | finished | failed | stopped | killed
+    pid: int | None
+    started: float
+    config: dict = field(default_factory=dict)
+    parent: str | None = None
+    description: str = ""
+    step: int | None = None
+    total: int | None = None
+    recording_since: float | None = None  # run.json "created": when training (not startup) began
+    last_flush: float | None = None
+    error: str | None = None
+    stop_requested: float | None = None
+
+    @property
+    def live(self) -> bool:
+        """True while the process is starting or training."""
+        return self.state in LIVE_STATES
+
+    @property
+    def fraction(self) -> float:
+        """Share of the planned steps done, 0..1 (0 while starting)."""
+        if not self.total or self.step is None or self.step < 0:
+            return 0.0
+        return min(1.0, self.step / self.total)
+
+    def eta_s(self, now: float | None = None) -> float | None:
+        """Seconds until the last step at the pace so far, or None before there is a pace."""
+        if not self.live or not self.total or not self.step or self.step <= 0 or not self.recording_since:
+            return None
+        ref = self.last_flush or time.time()
+        elapsed = ref - self.recording_since
+        if elapsed <= 0:
+            return None
+        left = (self.total - self.step) * elapsed / self.step
+        return max(0.0, left - max(0.0, (now or time.time()) - ref))
+
+    def elapsed_s(self, now: float | None = None) -> float:
+        """Seconds since the job was started."""
+        return max(0.0, (now or time.time()) - self.started)
+
+
+# Processes this app started, by run directory. Polling them reaps them, so a job that died is
+# not kept "alive" as a zombie. Process-wide: shared by every session and every manager.
+_CHILDREN: dict[str, subprocess.Popen] = {}
+_CHILDREN_LOCK = threading.RLock()
+
+
+class JobManager:
+    """Starts, lists and stops the training jobs of one runs folder.
+
+    max_jobs: how many may train at once (default: half the CPU cores). devices: the devices
+    this machine trains on, e.g. ["cuda", "cpu"]; None probes them once in a background process.
+    """
+
+    def __init__(self, runs_dir: str | os.PathLike, *, max_jobs: int | None = None,
+                 grace_s: float = DEFAULT_GRACE_S, python: str | None = None, devices: list[str] | None = None):
+        self.runs_dir = Path(runs_dir).expanduser().resolve()
+        self.grace_s = float(grace_s)
+        self.python = python or sys.executable
+        self.cores = cpu_cores()
+        self._max_jobs = default_max_jobs(self.cores)
+        if max_jobs is not None:
+            self.max_jobs = max_jobs
+        self._lock = threading.RLock()
+        self._devices: list[str] | None = list(devices) if devices is not None else None
+        self.device_note: str | None = None
+        self._probe: threading.Thread | None = None
+        if self._devices is None:
+            self._probe = threading.Thread(target=self._probe_devices, name="device-probe", daemon=True)
+            self._probe.start()
+
+    # -- settings --------------------------------------------------------------------------------
+    @property
+    def max_jobs(self) -> int:
+        """How many jobs may train at the same time."""
+        return self._max_jobs
+
+    @max_jobs.setter
+    def max_jobs(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_JOBS_LIMIT:
+            raise JobError(f"the limit of parallel jobs must be a whole number from 1 to {MAX_JOBS_LIMIT}, "
+                           f"got {value!r}.")
+        self._max_jobs = value
+
+    # -- devices ---------------------------------------------------------------------------------
+    def _child_env(self) -> dict:
+        env = dict(os.environ)
+        # The child must import the same playground code as this app, wherever it is started from.
+        env["PYTHONPATH"] = os.pathsep.join([str(_PLAYGROUND_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        env["PYTHONUNBUFFERED"] = "1"  # log lines reach train.log as they are written
+        if "OMP_NUM_THREADS" not in env:
+            # Without this each job starts one thread per core, and parallel jobs fight over them.
+            env["OMP_NUM_THREADS"] = str(max(1, self.cores // self._max_jobs))
+        return env
+
+    def _probe_devices(self) -> None:
+        try:
+            out = subprocess.run([self.python, "-c", _DEVICE_PROBE], capture_output=True, text=True, timeout=180,
+                                 env=self._child_env(), cwd=str(_PLAYGROUND_ROOT))
+            found = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else None
+            if not (isinstance(found, list) and all(isinstance(d, str) for d in found)):
+                raise ValueError((out.stderr or "no output").strip().splitlines()[-1:])
+            self._devices = found if "cpu" in found else found + ["cpu"]
+        except Exception as e:  # noqa: BLE001 - any failure means: train on the CPU
+            self._devices = ["cpu"]
+            self.device_note = f"Could not check for GPUs ({type(e).__name__}: {e}); only the CPU is offered."
+
+    def devices(self, *, wait: float = 0.0) -> list[str] | None:
+        """Devices present here (e.g. ["cuda", "cpu"]), or None while they are still being probed."""
+        if self._devices is None and self._probe is not None and wait > 0:
+            self._probe.join(wait)
+        return list(self._devices) if self._devices is not None else None
+
+    # -- starting --------------------------------------------------------------------------------
+    def start(self, config: Config, *, name: str = "", description: str = "", parent: str | None = None) -> JobInfo:
+        """Validate `config`, create a run directory and start training it in a new process.
+
+        Raises ConfigError for an invalid config (nothing is created) and JobError/JobLimitError
+        when the job cannot start.
+        """
+        if not isinstance(config, Config):
+            raise ConfigError(f"expected a playground Config, got {type(config).__name__}.")
+        config = config.validate(check_device=False)
+        if config.device in ("cuda", "mps"):
+            present = self.devices(wait=180) or ["cpu"]
+            if config.device not in present:
+                raise ConfigError(f"device: {config.device!r} is not present on this machine; available: "
+                                  f"{', '.join(['auto'] + present)}.")
+        name = " ".join(str(name or "").split())[:120]
+        description = " ".join(str(description or "").split())[:500]
+        parent_path = self._parent_path(parent)
+        with self._lock:
+            live = [j for j in self.jobs() if j.live]
+            if len(live) >= self._max_jobs:
+                raise JobLimitError(
+                    f"{len(live)} training job{'s are' if len(live) != 1 else ' is'} already running and the limit is "
+                    f"{self._max_jobs}. Stop one (or raise the limit) and start again.")
+            run_dir = new_run_dir(self.runs_dir, name or f"{config.workload}-{config.model}")
+            return self._launch(run_dir, config, name or run_dir.name, description, parent_path)
+
+    def _parent_path(self, parent) -> str | None:
+        if not parent:
+            return None
+        p = Path(str(parent)).expanduser()
+        if not ((p / schema.META_FILE).is_file() or (p / schema.DB_FILE).is_file()):
+            raise JobError(f"the run to rerun from, {parent}, is not a run directory (any more).")
+        return str(p.resolve())
+
+    def _launch(self, run_dir: Path, config: Config, name: str, description: str, parent: str | None) -> JobInfo:
+        config_path = run_dir / CONFIG_FILE
+        config.save(config_path)
+        # An argument list, never a shell string; "--opt=value" so a value starting with "-" stays a value.
+        argv = [self.python, "-m", "playground", "train", f"--config={config_path}", f"--run-dir={run_dir}",
+                f"--name={name}", f"--description={description}"]
+        if parent:
+            argv.append(f"--parent={parent}")
+        started = time.time()
+        log = open(run_dir / schema.LOG_FILE, "ab")
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    cwd=str(run_dir), env=self._child_env(), close_fds=True,
+                                    # Its own session: a Ctrl-C meant for the app does not reach the
+                                    # job, and a forced stop can end the job's whole process group.
+                                    start_new_session=True)
+        except OSError as e:
+            raise JobError(f"could not start the training process ({e.strerror or e}).") from None
+        finally:
+            log.close()
+        with _CHILDREN_LOCK:
+            _CHILDREN[str(run_dir)] = proc
+        job = {"job_id": uuid.uuid4().hex[:12], "pid": proc.pid, "host": socket.gethostname(), "started": started,
+               "argv": argv, "name": name, "description": description, "parent": parent,
+               "config": CONFIG_FILE, "stop_requested": None, "grace_s": self.grace_s}
+        write_json_atomic(run_dir / JOB_FILE, job)
+        return self._info(run_dir, job)
+
+    # -- listing ---------------------------------------------------------------------------------
+    def _job_dir(self, run_dir: str | os.PathLike) -> Path | None:
+        """The job folder `run_dir` names, if it is a job of this runs folder (else None)."""
+        try:
+            p = Path(run_dir).expanduser().resolve()
+        except (OSError, RuntimeError):
+            return None
+        if p.parent != self.runs_dir or not (p / JOB_FILE).is_file():
+            return None
+        return p
+
+    def jobs(self) -> list[JobInfo]:
+        """Every job started from the dashboard in this runs folder, newest first."""
+        try:
+            entries = list(os.scandir(self.runs_dir))
+        except OSError:
+            return []
+        out = []
+        for e in entries:
+            if e.name.startswith(".") or not os.path.isfile(os.path.join(e.path, JOB_FILE)):
+                continue
+            job = _read_json(Path(e.path) / JOB_FILE)
+            if job is not None:
+                out.append(self._info(Path(e.path), job))
+        out.sort(key=lambda j: j.started, reverse=True)
+        return out
+
+    def live_jobs(self) -> list[JobInfo]:
+        """Jobs starting or training now."""
+        return [j for j in self.jobs() if j.live]
+
+    def info(self, run_dir: str | os.PathLike) -> JobInfo | None:
+        """The job recording into `run_dir`, or None if that is not a job of this runs folder."""
+        p = self._job_dir(run_dir)
+        if p is None:
+            return None
+        job = _read_json(p / JOB_FILE)
+        return self._info(p, job) if job is not None else None
+
+    def _alive(self, run_dir: Path, job: dict) -> tuple[bool, int | None]:
+        """(is the job's process alive, its exit code if this app saw it end)."""
+        with _CHILDREN_LOCK:
+            proc = _CHILDREN.get(str(run_dir))
+        if proc is not None:
+            code = proc.poll()  # reaps it when it has ended
+            return code is None, code
+        pid = job.get("pid")
+        if not isinstance(pid, int) or job.get("host") != socket.gethostname():
+            return False, None
+        return self._owns(pid, run_dir), None
+
+    @staticmethod
+    def _owns(pid: int, run_dir: Path) -> bool:
+        """Is `pid` alive and still our training process (not a new process that reused the pid)?"""
+        if not _pid_alive(pid):
+            return False
+        cmd = _cmdline(pid)
+        if cmd is None:
+            return not Path("/proc/self").exists()  # no /proc (macOS): trust the live pid
+        return "playground" in cmd and str(run_dir) in cmd
+
+    def _info(self, run_dir: Path, job: dict) -> JobInfo:
+        alive, code = self._alive(run_dir, job)
+        meta = _read_json(run_dir / schema.META_FILE)
+        stop_requested = job.get("stop_requested")
+        if job.get("host") != socket.gethostname():
+            # Started by an app on another machine (a shared folder): report, never touch.
+            state = STARTING if meta is None else effective_status(meta, _read_info(run_dir).get("last_flush"))
+            error = None if meta is None else meta.get("error")
+        elif meta is None:
+            if alive:
+                state, error = STARTING, None
+                self._escalate_if_due(run_dir, job, stop_requested)
+            else:
+                meta = self._record_early_end(run_dir, job, code)
+        if meta is not None and job.get("host") == socket.gethostname():
+            state = meta.get("status", schema.RUNNING)
+            if state == schema.RUNNING and not alive:
+                meta = self._record_killed(run_dir, job, code) or meta
+                state = meta.get("status", schema.KILLED)
+            elif state == schema.RUNNING:
+                self._escalate_if_due(run_dir, job, stop_requested)
+            error = meta.get("error")
+        info = _read_info(run_dir) if meta is not None else {}
+        hp = (meta or {}).get("hparams") or _read_json(run_dir / CONFIG_FILE) or {}
+        total = (meta or {}).get("total_steps")
+        if not isinstance(total, int):
+            try:
+                total = Config.from_dict(hp, validate=False).total_steps() if hp else None
+            except Exception:  # noqa: BLE001 - a damaged config only loses the step total
+                total = None
+        step = info.get("last_step")
+        return JobInfo(
+            run_dir=run_dir, name=str((meta or {}).get("name") or job.get("name") or run_dir.name), state=state,
+            pid=job.get("pid"), started=float(job.get("started") or 0.0), config=hp,
+            parent=(meta or {}).get("parent") or job.get("parent"),
+            description=str((meta or {}).get("description") or job.get("description") or ""),
+            step=step if isinstance(step, int) else None, total=total,
+            recording_since=(meta or {}).get("created"), last_flush=info.get("last_flush"), error=error,
+            stop_requested=stop_requested)
+
+    def _record_early_end(self, run_dir: Path, job: dict, code: int | None) -> dict:
+        """The process ended before it created run.json (a bad config, a crash while loading, or a
+        stop during startup): write a run.json saying so, so the run lists with its reason."""
+        stopped = bool(job.get("stop_requested"))
+        last = log_tail(run_dir, 1)
+        if stopped:
+            status, error = schema.STOPPED, "stopped on request before training began"
+        else:
+            status = schema.FAILED
+            error = f"The training process ended before it began recording: {_exit_words(code)}."
+            if last:
+                error += f" Last log line: {last}"
+        meta = {"format_version": schema.FORMAT_VERSION, "run_id": job.get("job_id"), "name": job.get("name"),
+                "description": job.get("description") or "", "status": status, "created": job.get("started"),
+                "ended": time.time(), "pid": job.get("pid"), "host": job.get("host"),
+                "hparams": _read_json(run_dir / CONFIG_FILE) or {}, "workload": None, "parent": job.get("parent"),
+                "error": error}
+        hp = meta["hparams"]
+        meta["workload"] = hp.get("workload") if isinstance(hp, dict) else None
+        with _CHILDREN_LOCK:
+            if (run_dir / schema.META_FILE).exists():  # the process got there after all
+                return _read_json(run_dir / schema.META_FILE) or meta
+            write_json_atomic(run_dir / schema.META_FILE, meta)
+        return meta
+
+    def _record_killed(self, run_dir: Path, job: dict, code: int | None) -> dict | None:
+        """run.json still says "running" but the process is gone: mark the run "killed" (not finished)."""
+        with _CHILDREN_LOCK:
+            meta = _read_json(run_dir / schema.META_FILE)  # re-read: it may have closed in the meantime
+            if meta is None or meta.get("status") != schema.RUNNING:
+                return meta
+            if meta.get("host") not in (None, socket.gethostname()):
+                return meta  # another machine's process: leave it to runstore.effective_status
+            if job.get("forced_stop"):
+                why = (f"stopped by force: the training process did not stop within {job.get('grace_s', self.grace_s):g} s "
+                       f"of the stop request, so it was killed")
+            else:
+                why = f"the training process ended without closing the run ({_exit_words(code)})"
+            last = log_tail(run_dir, 1)
+            meta.update(status=schema.KILLED, ended=meta.get("ended") or time.time(),
+                        error=f"Not finished: {why}." + (f" Last log line: {last}" if last and not job.get("forced_stop") else ""))
+            write_json_atomic(run_dir / schema.META_FILE, meta)
+            return meta
+
+    # -- stopping --------------------------------------------------------------------------------
+    def stop(self, run_dir: str | os.PathLike) -> JobInfo:
+        """Ask a job to stop: SIGTERM now (it finishes the current step, closes its run as
+        "stopped" and keeps its data), SIGKILL if it is still running after the grace period."""
+        p = self._job_dir(run_dir)
+        if p is None:
+            raise JobError(f"{run_dir} is not a training job of the runs folder {self.runs_dir}.")
+        job = _read_json(p / JOB_FILE) or {}
+        info = self._info(p, job)
+        if not info.live:
+            return info
+        if not job.get("stop_requested"):
+            job["stop_requested"] = time.time()
+            write_json_atomic(p / JOB_FILE, job)
+        self._signal(p, job, signal.SIGTERM)
+        timer = threading.Timer(self.grace_s, self._escalate, args=(p,))
+        timer.daemon = True
+        timer.start()
+        return self._info(p, job)
+
+    def _signal(self, run_dir: Path, job: dict, sig: int) -> bool:
+        with _CHILDREN_LOCK:
+            proc = _CHILDREN.get(str(run_dir))
+        try:
+            if proc is not None:
+                if proc.poll() is not None:
+                    return False
+                if sig == signal.SIGKILL:
+                    os.killpg(proc.pid, sig)  # the job's whole session, in case it started helpers
+                else:
+                    proc.send_signal(sig)
+                return True
+            pid = job.get("pid")
+            if isinstance(pid, int) and job.get("host") == socket.gethostname() and self._owns(pid, run_dir):
+                if sig == signal.SIGKILL:
+                    os.killpg(pid, sig)
+                else:
+                    os.kill(pid, sig)
+                return True
+        except (ProcessLookupError, PermissionError):
+            return False
+        return False
+
+    def _escalate_if_due(self, run_dir: Path, job: dict, stop_requested) -> None:
+        # Also covers an app restarted between the stop request and the end of its grace period.
+        if isinstance(stop_requested, (int, float)) and time.time() - stop_requested > self.grace_s + 1:
+            self._escalate(run_dir)
+
+    def _escalate(self, run_dir: Path) -> None:
+        """SIGKILL a job that ignored its stop request, then mark its run "killed"."""
+        job = _read_json(run_dir / JOB_FILE) or {}
+        alive, _ = self._alive(run_dir, job)
+        if not alive:
+            return
+        job["forced_stop"] = time.time()
+        write_json_atomic(run_dir / JOB_FILE, job)
+        if self._signal(run_dir, job, signal.SIGKILL):
+            with _CHILDREN_LOCK:
+                proc = _CHILDREN.get(str(run_dir))
+            if proc is not None:
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+        self._info(run_dir, job)  # records the outcome in run.json
+
+
+def wait_for(manager: JobManager, run_dir, predicate, *, timeout: float = 60.0, poll: float = 0.2) -> JobInfo:
+    """Poll a job until `predicate(info)` holds (for scripts and tests); TimeoutError otherwise."""
+    deadline = time.monotonic() + timeout
+    info = manager.info(run_dir)
+    while time.monotonic() < deadline:
+        info = manager.info(run_dir)
+        if info is not None and predicate(info):
+            return info
+        time.sleep(poll)
+    raise TimeoutError(f"job {run_dir} did not reach the expected state within {timeout:g} s (last: "
+                       f"{info.state if info else 'not found'}).")

@@ -1,0 +1,182 @@
+"""The job manager behind the Train page: real `python -m playground train` processes, safe run
+folder names, the concurrency limit, clean stop, forced stop, rediscovery after an app restart,
+and runs left "running" by a dead process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import runstore
+from dashboard import jobs
+from dashboard.jobs import (JOB_FILE, JobError, JobLimitError, JobManager, default_max_jobs, new_run_dir, slugify,
+                            wait_for)
+from playground.config import Config, ConfigError
+
+TINY = dict(workload="spirals", epochs=1, batch_size=100, eval_every=5, probe_every=5)  # 15 steps
+LONG = dict(workload="spirals", epochs=3000, batch_size=100, eval_every=50, probe_every=50)  # minutes
+
+
+def _forget_children():
+    """Simulate an app restart: the new app process holds no Popen handles of the old one."""
+    with jobs._CHILDREN_LOCK:
+        jobs._CHILDREN.clear()
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("../../etc/passwd", "etc-passwd"), ("/abs/path", "abs-path"), ("..", "run"), ("", "run"),
+    ("LR 0.5 · test", "lr-0-5-test"), ("Ünïcödé run", "unicode-run"), (".hidden", "hidden"),
+    ("a" * 100, "a" * 40), ("-rf --no-preserve-root", "rf-no-preserve-root"),
+])
+def test_slugify_never_makes_a_path(name, expected):
+    assert slugify(name) == expected
+
+
+def test_new_run_dirs_stay_inside_the_runs_folder_and_never_collide(tmp_path):
+    a = new_run_dir(tmp_path / "runs", "../../escape", now=0)
+    b = new_run_dir(tmp_path / "runs", "../../escape", now=0)
+    assert a != b
+    for d in (a, b):
+        assert d.parent == (tmp_path / "runs").resolve() and d.is_dir()
+    assert not (tmp_path / "escape").exists()
+
+
+def test_default_limit_is_half_the_cores():
+    assert [default_max_jobs(c) for c in (1, 2, 3, 8, 16)] == [1, 1, 1, 4, 8]
+    with pytest.raises(JobError, match="whole number from 1"):
+        JobManager("unused", devices=["cpu"], max_jobs=0)
+
+
+def test_a_short_job_trains_the_given_config_into_its_run_dir(tmp_path):
+    mgr = JobManager(tmp_path / "runs", devices=["cpu"], max_jobs=1)
+    config = Config(**TINY, lr=0.02, optimizer="momentum", dropout=0.1)
+    job = mgr.start(config, name="tiny run", description="a test")
+    assert job.run_dir.parent == (tmp_path / "runs").resolve() and job.run_dir.name.startswith("tiny-run-")
+    record = json.loads((job.run_dir / JOB_FILE).read_text())
+    assert isinstance(record["argv"], list) and record["argv"][1:4] == ["-m", "playground", "train"]
+    assert Config.load(job.run_dir / "config.json") == config
+    done = wait_for(mgr, job.run_dir, lambda j: not j.live, timeout=90)
+    assert done.state == "finished", (done.error, jobs.log_tail(job.run_dir))
+    assert done.step == done.total == 15 and done.fraction == 1.0
+    run = runstore.load_run(job.run_dir)
+    assert run.hparams == config.to_dict()
+    assert run.meta["name"] == "tiny run" and run.meta["description"] == "a test"
+    assert len(run.series("train/loss")) == 15
+    assert (job.run_dir / "train.log").is_file()
+
+
+def test_invalid_config_starts_nothing(tmp_path):
+    mgr = JobManager(tmp_path / "runs", devices=["cpu"])
+    with pytest.raises(ConfigError, match="lr"):
+        mgr.start(Config(lr=-1.0))
+    with pytest.raises(ConfigError, match="device: 'cuda' is not present"):
+        mgr.start(Config(device="cuda"))
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert mgr.jobs() == []
+
+
+def test_limit_stop_and_rediscovery_after_an_app_restart(tmp_path):
+    runs = tmp_path / "runs"
+    mgr = JobManager(runs, devices=["cpu"], max_jobs=1)
+    job = mgr.start(Config(**LONG), name="long")
+    with pytest.raises(JobLimitError, match="limit is 1"):
+        mgr.start(Config(**TINY))
+    running = wait_for(mgr, job.run_dir, lambda j: j.state == "running" and (j.step or 0) > 0, timeout=90)
+    assert 0 < running.fraction < 1 and running.eta_s() is not None
+
+    # The app restarts: a new manager, no process handles, finds the job from the folder alone.
+    _forget_children()
+    again = JobManager(runs, devices=["cpu"], max_jobs=1)
+    [found] = again.jobs()
+    assert found.run_dir == job.run_dir and found.state == "running"
+
+    stopped_at = again.stop(found.run_dir)
+    assert stopped_at.stop_requested
+    final = wait_for(again, job.run_dir, lambda j: not j.live, timeout=30)
+    assert final.state == "stopped"
+    run = runstore.load_run(job.run_dir)
+    assert run.status == "stopped" and 0 < run.last_step < final.total
+    assert len(run.series("train/loss")) > 0  # the data is kept
+    assert again.live_jobs() == []
+
+
+def test_a_killed_process_is_reported_not_finished(tmp_path):
+    mgr = JobManager(tmp_path / "runs", devices=["cpu"], max_jobs=1)
+    job = mgr.start(Config(**LONG), name="doomed")
+    wait_for(mgr, job.run_dir, lambda j: j.state == "running", timeout=90)
+    os.kill(job.pid, signal.SIGKILL)  # e.g. the OOM killer: no chance to close the run
+    final = wait_for(mgr, job.run_dir, lambda j: not j.live, timeout=30)
+    assert final.state == "killed" and "Not finished" in final.error and "SIGKILL" in final.error
+    meta = runstore.read_meta(job.run_dir)
+    assert meta["status"] == "killed"  # marked in run.json, so every reader agrees
+
+
+def test_left_running_by_a_dead_process_is_marked_killed_on_restart(tmp_path):
+    """A run dir from an earlier app session whose process is gone (here: a pid that has exited)."""
+    runs = tmp_path / "runs"
+    d = new_run_dir(runs, "old")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    (d / JOB_FILE).write_text(json.dumps({"pid": dead.pid, "host": host, "started": time.time() - 60, "name": "old"}))
+    runstore.write_json_atomic(d / "run.json", {"status": "running", "pid": dead.pid, "host": host,
+                                                "created": time.time() - 59, "name": "old", "hparams": {}})
+    [job] = JobManager(runs, devices=["cpu"]).jobs()
+    assert job.state == "killed" and not job.live
+    assert runstore.read_meta(d)["status"] == "killed"
+
+
+def test_a_crash_before_recording_shows_its_error_and_log(tmp_path):
+    """The manager believes there is a GPU (as on the device machine) but the training process
+    finds none: it exits with the config error, and the run says so."""
+    mgr = JobManager(tmp_path / "runs", devices=["cuda", "cpu"])
+    job = mgr.start(Config(**TINY, device="cuda"))
+    final = wait_for(mgr, job.run_dir, lambda j: not j.live, timeout=90)
+    if final.state == "finished":
+        pytest.skip("this machine has a CUDA device")
+    assert final.state == "failed"
+    assert "device: 'cuda' is not present" in final.error and "exited with status 2" in final.error
+    assert "device: 'cuda' is not present" in jobs.log_tail(job.run_dir, 5)
+    run = runstore.load_run(job.run_dir)  # listed like any run, with the reason
+    assert run.status == "failed" and run.hparams["device"] == "cuda"
+
+
+def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path, monkeypatch):
+    stub = tmp_path / "stubborn.py"
+    stub.write_text(textwrap.dedent("""
+        import json, os, signal, socket, sys, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        run_dir = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--run-dir="))
+        with open(os.path.join(run_dir, "run.json"), "w") as f:
+            json.dump({"status": "running", "pid": os.getpid(), "host": socket.gethostname(),
+                       "created": time.time(), "name": "stubborn", "hparams": {}}, f)
+        print("ignoring SIGTERM", flush=True)
+        time.sleep(120)
+    """))
+    real_popen = subprocess.Popen
+
+    def popen(argv, **kw):
+        # the manager's own argument list, run by a stub that ignores SIGTERM instead of the playground
+        assert argv[1:4] == ["-m", "playground", "train"]
+        return real_popen([argv[0], str(stub)] + argv[1:], **kw)
+
+    mgr = JobManager(tmp_path / "runs", devices=["cpu"], grace_s=1.0)
+    monkeypatch.setattr(jobs.subprocess, "Popen", popen)
+    job = mgr.start(Config(**TINY), name="stubborn")
+    monkeypatch.undo()
+    wait_for(mgr, job.run_dir, lambda j: j.state == "running", timeout=30)
+    t0 = time.monotonic()
+    mgr.stop(job.run_dir)
+    time.sleep(0.5)
+    assert mgr.info(job.run_dir).live  # SIGTERM alone did not end it
+    final = wait_for(mgr, job.run_dir, lambda j: not j.live, timeout=20)
+    assert 0.9 < time.monotonic() - t0 < 15
+    assert final.state == "killed" and "stopped by force" in final.error
