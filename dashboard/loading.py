@@ -17,9 +17,9 @@ from runstore import Run, RunReadError, load_run, read_meta, schema
 from .discovery import RUN, TENSORBOARD, RunRef
 
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
-# Re-running every rule on each 2-second poll of a big live run would cost more than the
-# charts; the advice of a live run is refreshed at most this often.
-LIVE_ADVICE_INTERVAL_S = 10.0
+# The advice of a live run is refreshed at most this often (and less often when the rules are slow
+# on a big run, see RunHandle.findings), so the cards keep up with the live charts.
+LIVE_ADVICE_INTERVAL_S = 1.0
 
 
 def _diagnostics():
@@ -56,6 +56,7 @@ class RunHandle:
         self._checked = 0.0
         self._advice: tuple[int, list, str | None] | None = None
         self._advice_at = 0.0
+        self._advice_cost = 0.0
         self.trace: str | None = None  # traceback of the last load failure, for the error card
 
     @property
@@ -124,8 +125,13 @@ class RunHandle:
             cached = self._advice
             if cached is not None and cached[0] == self.version:
                 return cached[1], cached[2]
-            if cached is not None and self.is_live and time.monotonic() - self._advice_at < LIVE_ADVICE_INTERVAL_S:
+            # While a run is live, re-run the rules at most every second, or less often when they are
+            # slow on a big run (at most ~10% of the time spent on advice), so the cards keep up
+            # with the charts without making the page sluggish.
+            wait = max(LIVE_ADVICE_INTERVAL_S, 10 * self._advice_cost)
+            if cached is not None and self.is_live and time.monotonic() - self._advice_at < wait:
                 return cached[1], cached[2]
+            t0 = time.monotonic()
             try:
                 found = list(_diagnostics().advise(self.run))
                 err = None
@@ -134,6 +140,7 @@ class RunHandle:
             found.sort(key=lambda f: SEVERITY_RANK.get(getattr(f, "severity", "info"), 3))
             self._advice = (self.version, found, err)
             self._advice_at = time.monotonic()
+            self._advice_cost = self._advice_at - t0
             return found, err
 
 
