@@ -22,8 +22,9 @@ class ProbeOptions:
     hist_bins: int = 40
     # Histogram counts of tensors larger than this come from an evenly strided sample of at most
     # this many elements (the bin range still spans every element); statistics (mean, std,
-    # fractions, norms) always use every element. 8,192 samples put ~200 per bin on average.
-    hist_sample: int = 8192
+    # fractions, norms) always use every element. 4,096 samples put ~100 per bin on average, plenty
+    # for the shape of a distribution, and keep every-step recording within budget on a CPU.
+    hist_sample: int = 4096
     record_histograms: bool = True
     # Which modules get activation hooks: None = every module with its own parameters or that is
     # an activation function; else a list of module names or a predicate (name, module) -> bool.

@@ -78,7 +78,10 @@ def hist_sample(x: torch.Tensor, sample: int) -> tuple[torch.Tensor, torch.Tenso
         flat = flat.float()
     lo, hi = _finite_range(flat)
     step = -(-flat.numel() // sample)
-    return flat[::step].clone(), lo, hi
+    picked = flat[::step].clone()
+    if picked.device.type == "cpu" and not math.isfinite(picked.sum().item()):
+        picked = picked[torch.isfinite(picked)]  # CPU only: the batched CPU path expects finite values
+    return picked, lo, hi
 
 
 def batched_histograms(samples: list[torch.Tensor], lo: torch.Tensor, hi: torch.Tensor, bins: int, *,
@@ -95,15 +98,20 @@ def batched_histograms(samples: list[torch.Tensor], lo: torch.Tensor, hi: torch.
     # range 0: every value then lands in bin 0).
     scale = bins / (hi - lo).clamp_min(1e-30)
     if not (dev.type != "cpu" if sync_free is None else sync_free):
-        seg = torch.repeat_interleave(torch.arange(n), torch.tensor([s.numel() for s in samples]))
-        pos = (flat - lo[seg]) * scale[seg]
-        if not math.isfinite(pos.sum().item()):  # rare: drop non-finite values (CPU: no sync cost)
-            keep = torch.isfinite(pos)
-            pos, seg = pos[keep], seg[keep]
-        idx = pos.to(torch.int64).clamp_(0, bins - 1) + seg * bins
+        # CPU: a handful of foreach ops over all tensors at once, on finite samples (hist_sample
+        # drops non-finite values on the CPU). Tensor i is mapped to [i*bins, (i+1)*bins) so one
+        # bincount counts them all.
+        lo_l, sc_l = lo.tolist(), scale.tolist()
+        work = [s.clone() for s in samples]
+        torch._foreach_mul_(work, sc_l)
+        torch._foreach_add_(work, [i * bins - l * c for i, (l, c) in enumerate(zip(lo_l, sc_l))])
+        torch._foreach_clamp_min_(work, [float(i * bins) for i in range(n)])
+        torch._foreach_clamp_max_(work, [i * bins + bins - 0.5 for i in range(n)])
+        idx = torch.cat(work).to(torch.int64)
         return torch.bincount(idx, minlength=n * bins).reshape(n, bins).float()
     # Device path: fixed shapes and nothing copied from the host (a host-to-device copy of segment
     # lengths, or bincount sizing its output, would make the CPU wait for the GPU).
+    flat = torch.cat(samples)
     seg = torch.cat([torch.full((s.numel(),), i, device=dev, dtype=torch.int64) for i, s in enumerate(samples)])
     pos = (flat - lo[seg]) * scale[seg]
     weight = torch.isfinite(pos).float()
@@ -136,13 +144,15 @@ def activation_stats(module: nn.Module, out: torch.Tensor) -> torch.Tensor:
     d = (x - mean).reshape(-1)
     # Two-pass variance through a BLAS dot: as exact as torch.std and several times faster on CPU.
     std = torch.sqrt(torch.dot(d, d) / max(n - 1, 1))
-    frac_zero = 1.0 - torch.count_nonzero(x) / n
     nan = torch.full((), float("nan"), device=x.device)
     if x.ndim >= 2:
         dim = unit_dim(module, x.ndim)
-        other = tuple(i for i in range(x.ndim) if i != dim)
-        frac_dead = (torch.count_nonzero(x, dim=other) == 0).float().mean()
+        per_unit = torch.count_nonzero(x, dim=tuple(i for i in range(x.ndim) if i != dim))
+        # One pass over the output gives both: non-zeros per unit, and their total.
+        frac_zero = 1.0 - per_unit.sum() / n
+        frac_dead = (per_unit == 0).sum() / per_unit.numel()
     else:
+        frac_zero = 1.0 - torch.count_nonzero(x) / n
         frac_dead = nan
     bounds = saturation_bounds(module)
     if bounds is None:
