@@ -1,0 +1,19 @@
+"""Rule-based training diagnostics: load a run, get ranked findings with evidence and fixes.
+
+    import diagnostics
+    run = diagnostics.load_run("runs/my-exp")          # or a TensorBoard log directory
+    for f in diagnostics.advise(run):
+        print(f.severity, f.rule, f.message)
+
+Never imports torch, streamlit or plotly (tensorboard only to read event files).
+"""
+
+from runstore import RunReadError
+
+from .engine import advise
+from .finding import SEVERITIES, Finding
+from .loading import load_run
+from .rules import RULE_IDS
+from .thresholds import Thresholds
+
+__all__ = ["advise", "load_run", "Finding", "Thresholds", "RunReadError", "SEVERITIES", "RULE_IDS"]

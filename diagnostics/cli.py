@@ -1,0 +1,130 @@
+"""Command line: python -m diagnostics advise RUN_DIR [--json] [--fail-on warning|critical].
+
+Exit status: 0 when no finding reaches --fail-on, 1 when one does, 2 when the run cannot be read
+or the arguments are wrong. Colour only when stdout is a terminal and NO_COLOR is unset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import textwrap
+
+from runstore import RunReadError
+
+from .engine import advise
+from .finding import SEVERITY_RANK, Finding
+from .loading import load_run
+from .thresholds import Thresholds
+
+EXIT_OK, EXIT_FINDINGS, EXIT_UNREADABLE = 0, 1, 2
+_COLORS = {"critical": "\033[1;31m", "warning": "\033[33m", "info": "\033[36m"}
+_DIM, _BOLD, _RESET = "\033[2m", "\033[1m", "\033[0m"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m diagnostics", description="Training diagnostics for recorded runs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("advise", help="print findings for one run (run directory or TensorBoard log directory)")
+    a.add_argument("run_dir", help="run directory written by probes, or a TensorBoard log directory")
+    a.add_argument("--json", action="store_true", help="print a JSON list of findings instead of a table")
+    a.add_argument("--fail-on", choices=("warning", "critical"), default=None,
+                   help="exit with status 1 if any finding is at least this severe")
+    a.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a threshold (see diagnostics.Thresholds), e.g. --set dead_warn=0.5")
+    a.add_argument("--no-color", action="store_true", help="never colour the table")
+    return p
+
+
+def _use_color(stream, disabled: bool) -> bool:
+    return not disabled and "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
+
+
+def _steps(f: Finding) -> str:
+    if not f.steps:
+        return "-"
+    a, b = f.steps
+    return str(a) if a == b else f"{a}-{b}"
+
+
+def _layers(f: Finding, limit: int = 3) -> str:
+    if not f.layers:
+        return "-"
+    shown = ", ".join(f.layers[:limit])
+    return shown + (f" +{len(f.layers) - limit}" if len(f.layers) > limit else "")
+
+
+def render_table(findings: list[Finding], run, *, color: bool, width: int | None = None) -> str:
+    """Human-readable report: a summary table, then the message, advice and fix of each finding."""
+    width = width or max(60, min(120, shutil.get_terminal_size((100, 24)).columns))
+    c = (lambda code, s: f"{code}{s}{_RESET}") if color else (lambda code, s: s)
+    steps = getattr(run, "last_step", -1)
+    lines = [c(_BOLD, f"Run {run.meta.get('name') or run.path.name}") +
+             f"  ({run.path})  status: {run.status}" + (f"  last step: {steps}" if steps >= 0 else "")]
+    if not findings:
+        lines.append("No findings: nothing in this run trips a rule.")
+        return "\n".join(lines) + "\n"
+    counts = {s: sum(f.severity == s for f in findings) for s in ("critical", "warning", "info")}
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    rows = [("SEVERITY", "RULE", "STEPS", "LAYERS", "TITLE")]
+    rows += [(f.severity.upper(), f.rule, _steps(f), _layers(f), f.title) for f in findings]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines.append("")
+    for i, r in enumerate(rows):
+        cells = [r[j].ljust(widths[j]) for j in range(4)] + [r[4]]
+        text = "  ".join(cells)
+        if i == 0:
+            lines.append(c(_DIM, text))
+        else:
+            sev = findings[i - 1].severity
+            lines.append(c(_COLORS[sev], cells[0]) + "  " + "  ".join(cells[1:]))
+    wrap = textwrap.TextWrapper(width=width, initial_indent="    ", subsequent_indent="    ")
+    for n, f in enumerate(findings, 1):
+        lines.append("")
+        lines.append(c(_COLORS[f.severity], f"{n}. [{f.severity}] {f.rule}") + f": {f.title}")
+        lines += wrap.wrap(f.message)
+        lines += wrap.wrap("Try: " + f.advice)
+        if f.fix:
+            lines += wrap.wrap("Config change: " + ", ".join(f"{k}={v}" for k, v in f.fix.items()))
+        if f.layers:
+            lines += wrap.wrap("Layers: " + ", ".join(f.layers))
+        lines.append(c(_DIM, f"    See: {f.chart} page" + (f" ({', '.join(f.tags[:4])})" if f.tags else "")))
+    return "\n".join(lines) + "\n"
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set needs NAME=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m diagnostics` (and the traindiag-advise script)."""
+    args = _parser().parse_args(argv)
+    try:
+        config = Thresholds().with_overrides(_overrides(args.set))
+    except (KeyError, ValueError) as e:
+        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    try:
+        run = load_run(args.run_dir)
+    except RunReadError as e:
+        print(f"error: cannot read {args.run_dir}: {e}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    findings = advise(run, config)
+    for w in run.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([f.to_dict() for f in findings], indent=2))
+    else:
+        sys.stdout.write(render_table(findings, run, color=_use_color(sys.stdout, args.no_color)))
+    if args.fail_on and any(f.rank >= SEVERITY_RANK[args.fail_on] for f in findings):
+        return EXIT_FINDINGS
+    return EXIT_OK

@@ -1,0 +1,43 @@
+"""advise(run) -> ranked findings: runs every registered rule and ranks what they found."""
+
+from __future__ import annotations
+
+from .finding import Finding
+from .ranking import rank
+from .rules import RULES
+from .thresholds import Thresholds
+from .view import RunView
+
+
+def _read_warnings(run) -> list[Finding]:
+    """Problems met while reading the run (damaged chunks, missing files) as an info finding."""
+    warnings = list(getattr(run, "warnings", []) or [])
+    if not warnings:
+        return []
+    return [Finding(
+        rule="partial_run", severity="info", title="Run read only in part",
+        message="Some of the run could not be read, so the advice covers only what was: " + " | ".join(warnings),
+        advice="Findings may be missing. If the run is still being written, ask again later.",
+        evidence={"warnings": warnings}, chart="overview",
+    )]
+
+
+def advise(run, config: Thresholds | None = None) -> list[Finding]:
+    """Run every rule on a loaded run (runstore.Run or diagnostics.load_run result) and return the
+    findings, most severe and most likely root cause first. `config` overrides thresholds."""
+    th = config if config is not None else Thresholds()
+    if not isinstance(th, Thresholds):
+        raise TypeError(f"config must be a diagnostics.Thresholds, got {type(th).__name__}")
+    view = RunView(run, th)
+    findings = _read_warnings(run)
+    for rule in RULES:
+        try:
+            findings.extend(rule(view))
+        except Exception as e:  # one rule tripping over odd data must not hide the others' advice
+            findings.append(Finding(
+                rule="rule_failed", severity="info", title=f"Rule {rule.__name__} could not run",
+                message=f"{rule.__name__} failed on this run: {type(e).__name__}: {e}",
+                advice="The other findings are unaffected. Please report this with the run directory.",
+                evidence={"failed_rule": rule.__name__, "error": f"{type(e).__name__}: {e}"}, chart="overview",
+            ))
+    return rank(findings)

@@ -1,0 +1,78 @@
+"""Order findings so the likely root cause comes first.
+
+Some findings are the usual consequences of others found in the same run: a too-high learning rate
+kills ReLUs, blows up gradients and ends in NaN; saturated sigmoids make gradients vanish, which
+stalls the loss. When both a cause and its consequence are present, the consequence is marked as
+such (evidence['likely_caused_by']) and placed after its cause, and the cause takes the highest
+severity among its consequences (the learning rate that produced a NaN is a critical problem).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .finding import SEVERITIES, Finding
+
+# cause -> consequences it commonly produces (only applied when both are found in one run).
+CAUSES: dict[str, tuple[str, ...]] = {
+    "lr_too_high": ("nan_loss", "exploding_gradients", "dead_relu", "saturation", "loss_plateau", "underfitting",
+                    "low_confidence", "overconfidence", "vanishing_gradients"),
+    "bad_init_loss": ("exploding_gradients", "saturation", "vanishing_gradients", "dead_relu", "nan_loss",
+                      "overconfidence", "loss_plateau", "underfitting"),
+    "exploding_gradients": ("nan_loss",),
+    "dead_relu": ("vanishing_gradients", "loss_plateau", "underfitting", "low_confidence", "lr_too_low"),
+    "saturation": ("vanishing_gradients", "loss_plateau", "underfitting", "low_confidence", "lr_too_low"),
+    "vanishing_gradients": ("loss_plateau", "underfitting", "low_confidence", "lr_too_low"),
+    "lr_too_low": ("loss_plateau", "underfitting", "low_confidence"),
+    "overfitting": ("overconfidence",),
+    "underfitting": ("loss_plateau", "low_confidence"),
+    "loss_plateau": ("low_confidence",),
+}
+
+# Tie-break among unrelated findings of equal severity: more specific, more actionable first.
+PRIORITY = ("lr_too_high", "bad_init_loss", "exploding_gradients", "dead_relu", "saturation", "vanishing_gradients",
+            "lr_too_low", "overfitting", "underfitting", "loss_plateau", "overconfidence", "low_confidence",
+            "nan_loss")
+
+
+def _causes_of(rule: str, present: set[str]) -> list[str]:
+    """Present findings that directly explain `rule`."""
+    return [c for c, effects in CAUSES.items() if rule in effects and c in present and c != rule]
+
+
+def _depth(rule: str, present: set[str], seen: frozenset = frozenset()) -> int:
+    causes = [c for c in _causes_of(rule, present) if c not in seen]
+    if not causes:
+        return 0
+    return 1 + max(_depth(c, present, seen | {rule}) for c in causes)
+
+
+def _effects(rule: str, present: set[str], seen: frozenset = frozenset()) -> set[str]:
+    """Present findings that `rule` explains, directly or through a chain."""
+    out = set()
+    for e in CAUSES.get(rule, ()):
+        if e in present and e not in seen:
+            out |= {e} | _effects(e, present, seen | {rule, e})
+    return out
+
+
+def rank(findings: list[Finding]) -> list[Finding]:
+    """Mark consequences, lift causes to their consequences' severity, sort root causes first."""
+    # Info findings describe, they do not explain anything, so only warnings and worse take part.
+    acting = {f.rule for f in findings if f.rank >= 1}
+    rank_of = {f.rule: f.rank for f in findings}
+    out = []
+    for f in findings:
+        if f.rank >= 1:
+            causes = _causes_of(f.rule, acting)
+            if causes:
+                ev = dict(f.evidence)
+                ev["likely_caused_by"] = causes
+                note = f" Likely a consequence of {' and '.join(causes)} (see that finding first)."
+                f = replace(f, evidence=ev, message=f.message + note)
+            top = max([f.rank] + [rank_of[e] for e in _effects(f.rule, acting)])
+            if top > f.rank:
+                f = replace(f, severity=SEVERITIES[top])
+        out.append(f)
+    order = {r: i for i, r in enumerate(PRIORITY)}
+    return sorted(out, key=lambda f: (-f.rank, _depth(f.rule, acting), order.get(f.rule, len(order)), f.rule))

@@ -1,0 +1,21 @@
+"""The rule registry: each rule is a pure function RunView -> list[Finding], one module per family."""
+
+from __future__ import annotations
+
+from .activations import dead_relu, saturation
+from .generalization import overfitting, underfitting
+from .gradients import exploding_gradients, vanishing_gradients
+from .learning_rate import lr_too_high, lr_too_low
+from .loss import bad_init_loss, loss_plateau, nan_loss, short_run
+from .predictions import low_confidence, overconfidence
+
+# Order here is only the order of evaluation; advise() ranks the results.
+RULES = (
+    short_run, nan_loss, lr_too_high, lr_too_low, loss_plateau, bad_init_loss,
+    overfitting, underfitting, dead_relu, saturation, vanishing_gradients, exploding_gradients,
+    overconfidence, low_confidence,
+)
+
+RULE_IDS = tuple(r.__name__ for r in RULES)
+
+__all__ = ["RULES", "RULE_IDS"]

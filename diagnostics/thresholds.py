@@ -1,0 +1,175 @@
+"""Every number the rules compare against, in one place, each with where it comes from.
+
+Override any of them with `Thresholds(field=value)` or `dataclasses.replace(Thresholds(), ...)` and
+pass the result to `advise(run, config=...)`. "Calibrated" means the value was set from the
+fault-injection suite (tests/test_fault_injection.py): it separates the injected faults from the
+healthy runs there with a margin; docs/diagnostics.md lists the measured values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Thresholds of all rules (see docs/diagnostics.md for the reasoning behind each)."""
+
+    # -- reading the loss curve ---------------------------------------------------------------
+    # Fewer finite train-loss values than this: trend rules are skipped and an info finding says
+    # so. A curve needs a few dozen points before "rising" and "flat" mean anything.
+    min_steps: int = 20
+    # Smoothing window for the train loss: this fraction of the run, at least smooth_min steps
+    # (a rolling median, so single outlier batches do not move it).
+    smooth_frac: float = 0.02
+    smooth_min: int = 5
+    # The initial loss is the first recorded train loss: the only one computed before any update
+    # has acted (CS231n, "Neural Networks 3": look for the correct loss at chance performance).
+    # Raising this takes the median of the first few, which later updates can already distort.
+    init_steps: int = 1
+
+    # -- update-to-weight ratio ||dw|| / ||w|| (per optimizer step, weight matrices only) -------
+    # CS231n "Neural Networks 3": "a rough heuristic is that this ratio should be somewhere
+    # around 1e-3". Shown as a guide only.
+    update_ratio_guide_cs231n: float = 1e-3
+    # The project's tuning notes (source notes 002): an update should be "about 1% of the
+    # parameter, not 50% or 0.001%". Shown as a guide only.
+    update_ratio_guide_notes: float = 1e-2
+    # The band the rules act on, compared with the largest updates of the first half of the run
+    # (90th percentile, so decaying schedules do not count). Above the high end updates rewrite
+    # the weights (10x the notes' 1%, 100x CS231n's 1e-3); below the low end (a third of CS231n's
+    # 1e-3) they barely move. Calibrated: healthy runs measured 0.01-0.05 (docs/diagnostics.md).
+    update_ratio_high: float = 0.1
+    update_ratio_low: float = 3e-4
+
+    # -- lr_too_high ---------------------------------------------------------------------------
+    # Divergence: the smoothed loss climbs to diverge_factor x its running minimum and by at
+    # least diverge_abs_frac of the initial loss (calibrated; the tuning notes: "learning rate
+    # too large: the loss curve may rise").
+    diverge_factor: float = 1.5
+    diverge_abs_frac: float = 0.25
+    # A single raw loss this many times the initial loss after the start is a blow-up even when
+    # the run recovers from it: the model became twice as wrong as a uniform guess (calibrated;
+    # healthy runs peaked at 1.14x).
+    spike_factor: float = 2.0
+    # A loss that turns NaN before the smoothed loss has fallen by this fraction of its initial
+    # value, i.e. before the run learned anything, is blamed on the step size (calibrated).
+    early_nan_progress: float = 0.1
+    # Oscillation: median |step-to-step change| of the loss relative to its median level over
+    # the second half, while no progress is made (tuning notes: "oscillation ... the learning rate
+    # is large"; calibrated).
+    oscillation_ratio: float = 0.5
+
+    # -- lr_too_low / loss_plateau / underfitting ----------------------------------------------
+    # Loss levels are read relative to two anchors: the reference (ln(classes) when known, else
+    # the initial loss) and the floor (0, or the entropy of label-smoothed targets). A run "made
+    # little progress" when its final smoothed loss is still above this fraction of the way from
+    # the floor to the reference. Calibrated (injected lr/gradient faults ended at 0.97-1.0,
+    # healthy runs at most 0.07).
+    progress_frac: float = 0.6
+    # A plateau is a final stretch of at least plateau_min_frac of the run in which the smoothed
+    # loss improved by less than plateau_tol (relative). Calibrated.
+    plateau_tol: float = 0.03
+    plateau_min_frac: float = 0.3
+    # Underfitting: final train loss above underfit_loss_frac of the floor-to-reference distance
+    # while the validation loss is within underfit_gap of it (no generalization gap): the model
+    # does not fit even the training data (tuning notes 002: train and test accuracy comparable
+    # and poor means under-fitting; CS231n: "overfit a tiny subset first").
+    underfit_loss_frac: float = 0.4
+    underfit_gap: float = 0.25
+    # A loss that fell by more than this fraction of the chance-to-floor distance over the last
+    # third of the run is "still learning": underfitting is then only an info (train longer) and
+    # underconfidence is not judged yet (calibrated).
+    still_falling: float = 0.05
+
+    # -- overfitting ---------------------------------------------------------------------------
+    # Generalization loss of Prechelt ("Early Stopping - But When?", 1998): GL = val/min(val) - 1.
+    # His stopping criteria use GL of a few percent; we report info from overfit_info_rise and
+    # warn from overfit_val_rise while the train loss kept falling (calibrated).
+    overfit_info_rise: float = 0.05
+    overfit_val_rise: float = 0.25
+    # ... and the rise must also be at least this fraction of the reference loss in absolute
+    # terms, so a val loss going from 0.01 to 0.03 is not called overfitting.
+    overfit_abs_rise: float = 0.05
+    # Accuracy gap train - val that counts as not generalizing (AUTOTRAINER's "test not well":
+    # 0.1 when train accuracy <= 0.9, 0.07 above; Zhang et al., ICSE 2021).
+    overfit_acc_gap: float = 0.1
+    overfit_acc_gap_high: float = 0.07
+    # Evaluation accuracy falling this far below its best (mean of the last 3 evaluations) while
+    # the train loss keeps falling: the accuracy form of Prechelt's generalization loss.
+    overfit_acc_drop: float = 0.05
+
+    # -- activations ---------------------------------------------------------------------------
+    # Fraction of ReLU units that output zero for every sample of a batch. CS231n "Neural
+    # Networks 1": with a too-high learning rate "as much as 40% of your network can be dead";
+    # we warn at 40% in any layer (median over the last part of the run) and call >= 90% critical.
+    dead_warn: float = 0.4
+    dead_critical: float = 0.9
+    # Fraction of bounded-activation outputs within 1% of a bound (sigmoid/tanh), median over the
+    # last part of the run (Glorot & Bengio, AISTATS 2010: saturated top sigmoid layers stall
+    # learning; calibrated).
+    saturation_warn: float = 0.3
+    saturation_critical: float = 0.8
+    # "Last part of the run" for activation rules: this trailing fraction of the samples.
+    tail_frac: float = 0.3
+    # A network whose final train loss is within this fraction of the chance-to-floor distance
+    # from the floor fits its training data; dead units there cost capacity, not fit, and are
+    # reported as info (critical fractions still warn).
+    fits_well: float = 0.1
+
+    # -- gradients -----------------------------------------------------------------------------
+    # Vanishing: a weight layer whose mean |gradient| is below vanish_ratio x that of the layer
+    # with the largest one (median over the run). AUTOTRAINER uses first/last gradient-norm ratio
+    # < 1e-3; per-element means make layers of different sizes comparable (calibrated).
+    vanish_ratio: float = 1e-3
+    # Exploding: the global gradient norm grows to explode_growth x its early median, or a layer's
+    # mean |gradient| exceeds explode_ratio x the last layer's (AUTOTRAINER: first/last norm ratio
+    # > 70), or any gradient is NaN/Inf.
+    explode_growth: float = 100.0
+    explode_ratio: float = 70.0
+    # ... or the gradient norm of a typical layer (median over layers not followed by batch norm,
+    # whose weights are scale-invariant) exceeds this multiple of its weight norm on two recorded
+    # steps (or 10x it on one): one SGD step of lr 1e-3 would then already move the weights by
+    # 2x CS231n's 1e-3 guide. Calibrated: healthy runs measured at most 0.36 (second largest).
+    explode_grad_weight: float = 2.0
+    # ... or the total gradient norm jumps to this multiple of its median over the previous 20
+    # steps and the raw loss at least doubles within a few steps. Spikes alone are common in
+    # healthy runs near a minimum (measured up to 260x); with the loss jump they are what throws a
+    # run back (the lstm_exploding sample: 65x, then the loss returned to chance). Calibrated.
+    explode_spike: float = 10.0
+
+    # -- predictions ---------------------------------------------------------------------------
+    # Overconfidence: mean confidence above accuracy by this much on the evaluation split
+    # (expected calibration error; Guo et al., "On Calibration of Modern Neural Networks",
+    # ICML 2017, report 0.04-0.16 for uncalibrated modern networks).
+    overconfidence_gap: float = 0.1
+    # Low confidence: mean max-probability less than this fraction of the way from uniform (1/C)
+    # to certain (1.0); or accuracy above confidence by underconfidence_gap (tuning notes 002:
+    # softmax outputs near 0.5 mean the model still needs work).
+    low_confidence_frac: float = 0.25
+    underconfidence_gap: float = 0.15
+
+    # -- bad_init_loss -------------------------------------------------------------------------
+    # Initial loss outside [low, high] x ln(classes) (CS231n "Neural Networks 3": expect -ln(1/C)
+    # at initialization, e.g. 2.302 for 10 classes; Karpathy, "A Recipe for Training Neural
+    # Networks", 2019: "verify loss @ init"). Calibrated on default-initialized models.
+    bad_init_high: float = 1.6
+    bad_init_low: float = 0.5
+    # ... and at least this many nats away from ln(C), so binary tasks (ln 2 = 0.69) are not
+    # flagged for ordinary init noise.
+    bad_init_abs: float = 0.5
+
+    def with_overrides(self, pairs: dict[str, str | float]) -> "Thresholds":
+        """A copy with some fields replaced; values may be strings (from the command line)."""
+        known = {f.name: f for f in fields(self)}
+        values = {}
+        for key, raw in pairs.items():
+            if key not in known:
+                raise KeyError(f"unknown threshold {key!r}; known: {', '.join(sorted(known))}")
+            kind = int if known[key].type in (int, "int") else float
+            try:
+                values[key] = kind(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"threshold {key} needs a number, got {raw!r}") from None
+        from dataclasses import replace
+        return replace(self, **values)

@@ -1,0 +1,322 @@
+"""A read-only view of a loaded run with the derived quantities several rules share (smoothed
+loss, initial loss, class count, layer order, per-layer statistic frames), computed once."""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from runstore import tags as T
+
+from .thresholds import Thresholds
+
+# Module types whose outputs can be "dead" (exactly zero for every input).
+RELU_TYPES = {"ReLU", "ReLU6", "RReLU", "Threshold"}
+# Parameters of these module types are not "layers" for gradient-flow comparisons: normalization
+# scales start at 1 and embeddings get sparse gradients, so their magnitudes mean something else.
+NON_LAYER_TYPES = re.compile(r"Norm|Embedding", re.IGNORECASE)
+NON_LAYER_NAMES = re.compile(r"(^|[._])(bn|norm|ln|embed\w*|emb)\d*([._]|$)", re.IGNORECASE)
+
+# Class counts of the playground workloads, for runs whose metadata does not state one.
+WORKLOAD_CLASSES = {"digits": 10}
+CLASS_KEYS = ("n_classes", "num_classes", "classes", "n_outputs")
+
+
+def _base_module(name: str) -> str:
+    """'layers.1#2' -> 'layers.1' (a shared module's later calls)."""
+    return name.split("#", 1)[0]
+
+
+class RunView:
+    """Derived, cached quantities of one run for the rules. `run` is a runstore.Run."""
+
+    def __init__(self, run, th: Thresholds):
+        self.run = run
+        self.th = th
+
+    # -- metadata ------------------------------------------------------------------------------
+    @cached_property
+    def meta(self) -> dict:
+        return self.run.meta or {}
+
+    @cached_property
+    def hparams(self) -> dict:
+        return self.meta.get("hparams") or {}
+
+    @cached_property
+    def module_types(self) -> dict[str, str]:
+        mods = (self.meta.get("model") or {}).get("modules") or []
+        return {m.get("name"): m.get("type") for m in mods if isinstance(m, dict) and m.get("name")}
+
+    @cached_property
+    def module_order(self) -> dict[str, int]:
+        mods = (self.meta.get("model") or {}).get("modules") or []
+        return {m.get("name"): i for i, m in enumerate(mods) if isinstance(m, dict)}
+
+    def module_type(self, name: str) -> str | None:
+        return self.module_types.get(_base_module(name))
+
+    def hparam(self, key: str, default=None):
+        return self.hparams.get(key, default)
+
+    @cached_property
+    def n_classes(self) -> int | None:
+        """Number of classes when the run says it (metadata, hparams or a known workload)."""
+        probes = self.meta.get("probes") if isinstance(self.meta.get("probes"), dict) else {}
+        for source in (self.meta, probes, self.hparams):
+            for key in CLASS_KEYS:
+                v = source.get(key)
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 2:
+                    return int(v)
+        workload = self.meta.get("workload") or self.hparams.get("workload")
+        return WORKLOAD_CLASSES.get(workload) if isinstance(workload, str) else None
+
+    @cached_property
+    def chance_loss(self) -> float | None:
+        """ln(C): the cross-entropy of a uniform prediction over C classes."""
+        return math.log(self.n_classes) if self.n_classes else None
+
+    # -- learning rate -------------------------------------------------------------------------
+    @cached_property
+    def lr_series(self) -> pd.Series:
+        return self.run.series(T.lr(0))
+
+    @cached_property
+    def lr(self) -> float | None:
+        """The configured learning rate: hparams['lr'], else the optimizer's, else the peak of
+        the recorded schedule."""
+        for v in (self.hparams.get("lr"), self.hparams.get("learning_rate")):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+                return float(v)
+        groups = (self.meta.get("optimizer") or {}).get("param_groups") or []
+        if groups and isinstance(groups[0], dict):
+            v = groups[0].get("initial_lr", groups[0].get("lr"))
+            if isinstance(v, (int, float)) and v > 0:
+                return float(v)
+        s = self.lr_series.dropna()
+        return float(s.max()) if len(s) and s.max() > 0 else None
+
+    def lr_at(self, step: int) -> float | None:
+        s = self.lr_series.dropna()
+        if not len(s):
+            return self.lr
+        i = s.index.searchsorted(step, side="right") - 1
+        return float(s.iloc[max(i, 0)])
+
+    # -- loss ----------------------------------------------------------------------------------
+    @cached_property
+    def loss(self) -> pd.Series:
+        return self.run.series(T.TRAIN_LOSS)
+
+    @cached_property
+    def finite_loss(self) -> pd.Series:
+        s = self.loss
+        return s[np.isfinite(s.to_numpy())]
+
+    @cached_property
+    def first_nonfinite(self) -> int | None:
+        s = self.loss
+        bad = ~np.isfinite(s.to_numpy())
+        return int(s.index[np.argmax(bad)]) if bad.any() else None
+
+    @cached_property
+    def window(self) -> int:
+        return max(self.th.smooth_min, int(len(self.finite_loss) * self.th.smooth_frac))
+
+    @cached_property
+    def smooth(self) -> pd.Series:
+        """Rolling median of the finite train loss (centered; robust to single bad batches)."""
+        s = self.finite_loss
+        if s.empty:
+            return s
+        return s.rolling(self.window, center=True, min_periods=1).median()
+
+    @cached_property
+    def enough_loss(self) -> bool:
+        return len(self.finite_loss) >= self.th.min_steps
+
+    @cached_property
+    def starts_at_beginning(self) -> bool:
+        """Whether the loss record starts at the run's first steps (not a resumed run)."""
+        s = self.loss
+        return bool(len(s)) and int(s.index[0]) <= max(5, int(0.01 * (int(s.index[-1]) + 1)))
+
+    @cached_property
+    def init_loss(self) -> float | None:
+        """Median of the first few recorded losses, if they are finite and from the start."""
+        s = self.loss
+        if not self.starts_at_beginning:
+            return None
+        head = s.iloc[: self.th.init_steps].to_numpy()
+        head = head[np.isfinite(head)]
+        return float(np.median(head)) if len(head) else None
+
+    @cached_property
+    def reference_loss(self) -> float | None:
+        """What "no progress" means: ln(C) when the class count is known, else the initial loss."""
+        return self.chance_loss or self.init_loss or (float(self.smooth.iloc[0]) if len(self.smooth) else None)
+
+    @cached_property
+    def loss_floor(self) -> float:
+        """Lowest reachable cross-entropy: the entropy of the label-smoothed targets (0 without
+        smoothing). With smoothing e over C classes the target keeps 1-e+e/C on the true class."""
+        eps = self.hparams.get("label_smoothing")
+        c = self.n_classes
+        if not c or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+            return 0.0
+        hi, lo = 1 - eps + eps / c, eps / c
+        return float(-(hi * math.log(hi)) - (c - 1) * lo * math.log(lo))
+
+    def relative(self, level: float) -> float | None:
+        """How far `level` still is from the floor, as a fraction of the reference's distance:
+        1 = no progress from chance, 0 = at the lowest reachable loss."""
+        ref = self.reference_loss
+        if ref is None:
+            return None
+        span = ref - self.loss_floor
+        return (level - self.loss_floor) / span if span > 0 else None
+
+    @cached_property
+    def still_falling(self) -> float:
+        """Drop of the smoothed loss over the last third of the run, as a fraction of the distance
+        from chance (reference) to the lowest reachable loss; 0 when flat or rising."""
+        sm = self.smooth
+        if len(sm) < 3:
+            return 0.0
+        third = float(sm.iloc[int(len(sm) * 2 / 3)])
+        end = float(sm.iloc[-1])
+        ref = self.reference_loss
+        span = (ref - self.loss_floor) if ref is not None else 0.0
+        return max(0.0, (third - end) / span) if span > 0 else 0.0
+
+    def level_text(self, level: float) -> str:
+        """'0.41x of the way from the lowest reachable loss to ln(C) = 2.3' style description."""
+        rel = self.relative(level)
+        if rel is None:
+            return fmt(level)
+        what = f"ln(C) = {fmt(self.reference_loss)}" if self.chance_loss else f"the initial loss {fmt(self.reference_loss)}"
+        if self.loss_floor > 0:
+            return (f"{rel:.2f} of the way from the lowest reachable loss {fmt(self.loss_floor)} (label smoothing) "
+                    f"to {what}")
+        return f"{rel:.2f}x {what}"
+
+    def tail(self, s: pd.Series, frac: float | None = None) -> pd.Series:
+        """The trailing `frac` of a series (at least one value)."""
+        frac = self.th.tail_frac if frac is None else frac
+        return s.iloc[-max(1, int(math.ceil(len(s) * frac))):]
+
+    # -- splits --------------------------------------------------------------------------------
+    @cached_property
+    def eval_split(self) -> str | None:
+        """'val' if recorded, else another split with a loss (e.g. 'test'), else None."""
+        if len(self.run.series("val/loss").dropna()) or len(self.run.series("val/accuracy").dropna()):
+            return "val"
+        for tag in self.run.scalar_tags():
+            fam, name, _ = T.parse(tag)
+            if name == "loss" and fam not in ("train", "lr", "sys", "act", "grad", "weight", "update_ratio"):
+                return fam
+        return None
+
+    def split_series(self, split: str | None, name: str) -> pd.Series:
+        if split is None:
+            return pd.Series(dtype=float)
+        return self.run.series(T.split_metric(split, name)).dropna()
+
+    # -- layers --------------------------------------------------------------------------------
+    def _order_key(self, name: str, seen: int, *, param: bool) -> tuple:
+        module = name.rpartition(".")[0] if param else _base_module(name)
+        while module and module not in self.module_order and "." in module:
+            module = module.rpartition(".")[0]
+        return (self.module_order.get(module, math.inf), seen)
+
+    def ordered(self, names, *, param: bool) -> list[str]:
+        """Names in model order (module order of run.json), else recording order."""
+        names = list(names)
+        return sorted(names, key=lambda n: self._order_key(n, names.index(n), param=param))
+
+    @cached_property
+    def scalar_tags(self) -> list[str]:
+        return self.run.scalar_tags()
+
+    def names(self, family: str, stat: str | None = None, *, param: bool = False) -> list[str]:
+        return self.ordered(T.names(self.scalar_tags, family, stat), param=param)
+
+    def is_layer_weight(self, param: str) -> bool:
+        """A weight matrix/kernel of a layer (not a bias, normalization scale or embedding)."""
+        module, _, leaf = param.rpartition(".")
+        if "weight" not in leaf or "bias" in leaf:
+            return False
+        mtype = self.module_types.get(module)
+        if mtype is not None:
+            return not NON_LAYER_TYPES.search(mtype)
+        return not NON_LAYER_NAMES.search(param)
+
+    @cached_property
+    def weight_params(self) -> list[str]:
+        """Layer weights that have gradient statistics, in model order."""
+        return [p for p in self.names("grad", "abs_mean", param=True) if self.is_layer_weight(p)]
+
+    def frame(self, tag_of, names: list[str]) -> pd.DataFrame:
+        """Columns = names, index = step, values of tag_of(name) (outer-joined on steps)."""
+        cols = {n: self.run.series(tag_of(n)) for n in names}
+        cols = {n: s for n, s in cols.items() if len(s)}
+        if not cols:
+            return pd.DataFrame()
+        df = pd.concat(cols, axis=1)
+        return df.sort_index()
+
+    @cached_property
+    def update_ratios(self) -> pd.DataFrame:
+        names = [p for p in T.names(self.scalar_tags, "update_ratio") if self.is_layer_weight(p)]
+        return self.frame(T.update_ratio, self.ordered(names, param=True))
+
+    @cached_property
+    def update_ratio_median(self) -> pd.Series:
+        """Per recorded step, the median update ratio over layer weights (finite values only)."""
+        df = self.update_ratios
+        if df.empty:
+            return pd.Series(dtype=float)
+        vals = df.to_numpy(dtype=float, copy=True)
+        vals[~np.isfinite(vals)] = np.nan
+        ok = ~np.all(np.isnan(vals), axis=1)
+        med = np.nanmedian(vals[ok], axis=1) if ok.any() else np.array([])
+        return pd.Series(med, index=df.index[ok]).dropna()
+
+    @cached_property
+    def grad_abs_mean(self) -> pd.DataFrame:
+        return self.frame(lambda p: T.grad(p, "abs_mean"), self.weight_params)
+
+    @cached_property
+    def grad_norms(self) -> pd.DataFrame:
+        names = self.names("grad", "norm", param=True)
+        return self.frame(lambda p: T.grad(p, "norm"), names)
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    """Compact number for messages: 0.0123, 1.2e-05, 2.3e+03, nan."""
+    if x is None:
+        return "n/a"
+    x = float(x)
+    if not math.isfinite(x):
+        return str(x)
+    if x == 0:
+        return "0"
+    if 1e-3 <= abs(x) < 1e4:
+        return f"{x:.{digits}g}"
+    return f"{x:.{max(1, digits - 1)}e}"
+
+
+def pct(x: float) -> str:
+    return f"{100 * float(x):.0f}%"
+
+
+def layer_list(names, limit: int = 4) -> str:
+    """'a, b, c and 2 more'."""
+    names = list(names)
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f" and {len(names) - limit} more"

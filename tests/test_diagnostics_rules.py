@@ -1,0 +1,296 @@
+"""Each rule on a synthetic run with exactly one pathology (written through runstore.RunWriter like
+probes would), the healthy baseline staying quiet, root-cause ranking, fixes and threshold overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import diagnostics
+from diagnostics import Finding, Thresholds
+from test_diagnostics_synth import healthy, layer_steps, write_run
+
+
+def advise_spec(tmp_path, spec, config=None, name="run"):
+    path = write_run(tmp_path / name, spec)
+    return diagnostics.advise(diagnostics.load_run(path), config)
+
+
+def alarms(findings):
+    return [f.rule for f in findings if f.severity != "info"]
+
+
+def by_rule(findings, rule) -> Finding:
+    matches = [f for f in findings if f.rule == rule]
+    assert matches, f"no {rule} finding in {[(f.rule, f.severity) for f in findings]}"
+    return matches[0]
+
+
+def test_healthy_run_has_no_warning(tmp_path):
+    assert alarms(advise_spec(tmp_path, healthy())) == []
+
+
+def test_diverging_run_ending_in_nan_leads_with_learning_rate(tmp_path):
+    spec = healthy()
+    loss = spec["loss"].copy()
+    loss[100:200] = loss[100] * np.exp(np.linspace(0, 12, 100))  # climbs for 100 steps
+    loss[200:] = np.nan
+    spec["loss"] = loss
+    for p in spec["update"]:
+        spec["update"][p] = np.full_like(spec["update"][p], 0.3)
+    findings = advise_spec(tmp_path, spec)
+    first = findings[0]
+    assert first.rule == "lr_too_high" and first.severity == "critical"
+    assert first.fix == {"lr": 0.005}  # hparams lr 0.05 divided by 10
+    assert first.steps[0] <= 200 and first.evidence["first_nonfinite_step"] == 201
+    nan = by_rule(findings, "nan_loss")
+    assert nan.evidence["first_nonfinite_step"] == 201
+    assert nan.evidence["likely_caused_by"] == ["lr_too_high"]
+    assert "consequence of lr_too_high" in nan.message
+
+
+def test_nan_from_a_bad_batch_is_not_blamed_on_learning_rate(tmp_path):
+    spec = healthy()
+    spec["loss"][300:] = np.nan  # out of nowhere, no rise, normal update sizes
+    findings = advise_spec(tmp_path, spec)
+    assert "lr_too_high" not in alarms(findings)
+    nan = by_rule(findings, "nan_loss")
+    assert nan.severity == "critical" and nan.steps == (301, 600)
+    assert "Last finite value" in nan.message
+
+
+def test_nan_at_the_first_step_points_at_data(tmp_path):
+    spec = healthy()
+    spec["loss"][:] = np.nan
+    findings = advise_spec(tmp_path, spec)
+    nan = by_rule(findings, "nan_loss")
+    assert nan.fix == {} and "before any update" in nan.advice
+    assert "lr_too_high" not in alarms(findings)
+
+
+def test_lr_too_low_from_tiny_updates(tmp_path):
+    spec = healthy()
+    spec["loss"] = np.linspace(2.3, 2.15, spec["n"]) + 0.01 * np.sin(np.arange(spec["n"]))
+    for p in spec["update"]:
+        spec["update"][p] = np.full_like(spec["update"][p], 1e-5)
+    spec["scalars"]["val/loss"] = (spec["scalars"]["val/loss"][0], np.linspace(2.3, 2.17, 10))
+    findings = advise_spec(tmp_path, spec)
+    f = by_rule(findings, "lr_too_low")
+    assert f.severity == "warning" and f.fix == {"lr": 0.5}  # 0.05 x 10
+    assert f.evidence["update_ratio_p90_first_half"] == pytest.approx(1e-5)
+    assert findings[0].rule == "lr_too_low"  # the plateau/underfitting it causes come after
+
+
+def test_loss_plateau_without_layer_statistics(tmp_path):
+    spec = healthy()
+    n = spec["n"]
+    t = np.arange(n)
+    spec["loss"] = np.where(t < 100, 2.3 - 0.5 * t / 100, 1.8) + 0.01 * np.cos(t)
+    spec["update"], spec["grad"], spec["act"] = {}, {}, {}
+    spec["scalars"] = {}
+    f = by_rule(advise_spec(tmp_path, spec), "loss_plateau")
+    assert 85 <= f.steps[0] <= 110 and f.steps[1] == n  # within plateau_tol (3%) of the final level
+    assert f.evidence["plateau_fraction"] > 0.8
+
+
+def test_overfitting_names_the_best_step(tmp_path):
+    spec = healthy()
+    ev = spec["scalars"]["val/loss"][0]
+    val = np.array([1.5, 0.8, 0.5, 0.45, 0.5, 0.55, 0.62, 0.7, 0.75, 0.8])
+    spec["scalars"]["val/loss"] = (ev, val)
+    f = by_rule(advise_spec(tmp_path, spec), "overfitting")
+    assert f.severity == "warning" and f.steps == (240, 600)
+    assert f.evidence["best_eval_step"] == 240 and f.fix["dropout"] == 0.3
+    assert "step 240" in f.advice
+
+
+def test_underfitting_when_train_and_val_stay_high(tmp_path):
+    spec = healthy()
+    n = spec["n"]
+    spec["loss"] = 1.5 + 0.8 * np.exp(-np.arange(n) / 30)
+    ev = spec["scalars"]["val/loss"][0]
+    spec["scalars"]["val/loss"] = (ev, np.full(len(ev), 1.55))
+    spec["hparams"]["width"] = 8
+    f = by_rule(advise_spec(tmp_path, spec), "underfitting")
+    assert f.severity == "warning" and f.fix == {"width": 64}
+
+
+def test_dead_relu_names_layer_and_step(tmp_path):
+    spec = healthy()
+    spec["loss"] = spec["loss"] + 0.5  # the network does not fit its data perfectly
+    m = len(layer_steps(spec["n"], spec["every"]))
+    dead = np.where(np.arange(m) < 20, 0.05, 0.7)
+    spec["act"]["net.3"]["frac_dead"] = dead
+    f = by_rule(advise_spec(tmp_path, spec), "dead_relu")
+    assert f.layers == ("net.3",) and f.steps[0] == 201 and f.chart == "activations"
+    assert f.fix == {"activation": "leaky_relu", "init": "kaiming"}
+    assert "act/net.3/frac_dead" in f.tags
+
+
+def test_dead_units_in_a_network_that_fits_are_only_info(tmp_path):
+    spec = healthy()  # final train loss ~0.12, far below chance: the data is fit
+    m = len(layer_steps(spec["n"], spec["every"]))
+    spec["act"]["net.3"]["frac_dead"] = np.full(m, 0.6)
+    f = by_rule(advise_spec(tmp_path, spec), "dead_relu")
+    assert f.severity == "info" and f.fix == {}
+
+
+def test_dead_relu_caused_by_huge_learning_rate_ranks_lr_first(tmp_path):
+    spec = healthy()
+    m = len(layer_steps(spec["n"], spec["every"]))
+    spec["act"]["net.1"]["frac_dead"] = np.where(np.arange(m) < 5, 0.02, 0.95)
+    for p in spec["update"]:
+        spec["update"][p] = np.full_like(spec["update"][p], 0.5)
+    loss = spec["loss"].copy()
+    loss[5:] = 2.25 + 0.02 * np.sin(np.arange(len(loss) - 5))  # stuck near chance after the first steps
+    loss[3] = 9.0  # the blow-up that killed the units
+    spec["loss"] = loss
+    findings = advise_spec(tmp_path, spec)
+    assert findings[0].rule == "lr_too_high"
+    dead = by_rule(findings, "dead_relu")
+    assert dead.severity == "critical" and "lr_too_high" in dead.evidence["likely_caused_by"]
+    assert alarms(findings).index("lr_too_high") < alarms(findings).index("dead_relu")
+
+
+def test_saturation(tmp_path):
+    spec = healthy()
+    m = len(layer_steps(spec["n"], spec["every"]))
+    spec["act"]["net.1"]["frac_saturated"] = np.full(m, 0.6)
+    spec["hparams"].update(activation="tanh", init="large_normal")
+    f = by_rule(advise_spec(tmp_path, spec), "saturation")
+    assert f.layers == ("net.1",) and f.fix == {"init": "xavier_uniform", "batch_norm": True}
+
+
+def test_vanishing_gradients_names_the_starved_layer(tmp_path):
+    spec = healthy()
+    spec["grad"]["net.0.weight"]["abs_mean"] = spec["grad"]["net.0.weight"]["abs_mean"] * 1e-5
+    spec["hparams"]["activation"] = "sigmoid"
+    f = by_rule(advise_spec(tmp_path, spec), "vanishing_gradients")
+    assert f.layers == ("net.0.weight",) and f.chart == "gradients"
+    assert f.fix == {"activation": "relu", "init": "kaiming", "batch_norm": True}
+
+
+def test_exploding_gradients_from_growing_norms(tmp_path):
+    spec = healthy()
+    m = len(layer_steps(spec["n"], spec["every"]))
+    growth = np.geomspace(1, 1e4, m)
+    for p in spec["grad"]:
+        spec["grad"][p]["norm"] = spec["grad"][p]["norm"] * growth
+    f = by_rule(advise_spec(tmp_path, spec), "exploding_gradients")
+    assert f.evidence["growth"] > 100 and f.fix == {"grad_clip": 1.0}
+
+
+def test_gradients_large_against_weights(tmp_path):
+    spec = healthy()
+    for p in spec["grad"]:
+        spec["grad"][p]["norm"] = spec["grad"][p]["norm"] * 0 + 50.0  # 5x the weight norm of 10
+    f = by_rule(advise_spec(tmp_path, spec), "exploding_gradients")
+    assert f.evidence["grad_to_weight_peak"] == pytest.approx(5.0)
+
+
+def test_single_layer_without_batch_norm_neighbour(tmp_path):
+    """One weight layer left after excluding those that feed batch norm (read-only arrays from the store)."""
+    import test_diagnostics_synth as synth
+
+    spec = healthy()
+    modules = [dict(m) for m in synth.MODULES]
+    modules.insert(2, {"name": "bn", "type": "BatchNorm1d", "params": 256})
+    modules.insert(5, {"name": "bn2", "type": "BatchNorm1d", "params": 256})
+    spec["meta"]["model"] = {"class": "MLP", "modules": modules}
+    findings = advise_spec(tmp_path, spec)
+    assert "rule_failed" not in [f.rule for f in findings] and alarms(findings) == []
+
+
+def test_nonfinite_gradients_with_finite_loss_are_critical(tmp_path):
+    spec = healthy()
+    m = len(layer_steps(spec["n"], spec["every"]))
+    spec["grad"]["net.2.weight"]["nonfinite"] = np.where(np.arange(m) >= 30, 5.0, 0.0)
+    f = by_rule(advise_spec(tmp_path, spec), "exploding_gradients")
+    assert f.severity == "critical" and "net.2.weight" in f.layers and f.steps[0] == 301
+
+
+def test_overconfidence_with_calibration_table(tmp_path):
+    spec = healthy()
+    ev = spec["scalars"]["val/loss"][0]
+    spec["scalars"]["val/accuracy"] = (ev, np.full(len(ev), 0.8))
+    spec["scalars"]["val/confidence"] = (ev, np.full(len(ev), 0.99))
+    spec["tables"] = [("val/calibration", 600, {"bin_lo": [0.0, 0.5], "bin_hi": [0.5, 1.0], "count": [10, 90],
+                             "confidence": [0.4, 0.99], "accuracy": [0.3, 0.8]})]
+    f = by_rule(advise_spec(tmp_path, spec), "overconfidence")
+    assert f.evidence["gap"] == pytest.approx(0.19)
+    assert f.evidence["ece"] == pytest.approx((10 * 0.1 + 90 * 0.19) / 100)
+    assert f.fix == {"label_smoothing": 0.1} and f.chart == "predictions"
+
+
+def test_low_confidence_near_uniform(tmp_path):
+    spec = healthy()
+    ev = spec["scalars"]["val/loss"][0]
+    spec["scalars"]["val/confidence"] = (ev, np.full(len(ev), 0.15))
+    f = by_rule(advise_spec(tmp_path, spec), "low_confidence")
+    assert f.evidence["uniform"] == pytest.approx(0.1)
+
+
+def test_bad_init_loss(tmp_path):
+    spec = healthy()
+    spec["loss"][0] = 9.0
+    f = by_rule(advise_spec(tmp_path, spec), "bad_init_loss")
+    assert f.steps == (1, 1) and f.evidence["ratio"] == pytest.approx(9.0 / np.log(10))
+
+
+def test_summed_loss_is_recognised(tmp_path):
+    spec = healthy()
+    spec["hparams"]["batch_size"] = 4
+    spec["loss"][0] = 4 * np.log(10)
+    f = by_rule(advise_spec(tmp_path, spec), "bad_init_loss")
+    assert "summed over the batch" in f.message
+
+
+def test_thresholds_can_be_overridden(tmp_path):
+    spec = healthy()
+    spec["loss"] = spec["loss"] + 0.5
+    m = len(layer_steps(spec["n"], spec["every"]))
+    spec["act"]["net.3"]["frac_dead"] = np.full(m, 0.5)
+    path = write_run(tmp_path / "r", spec)
+    run = diagnostics.load_run(path)
+    assert "dead_relu" in alarms(diagnostics.advise(run))
+    strict = dataclasses.replace(Thresholds(), dead_warn=0.6)
+    assert "dead_relu" not in alarms(diagnostics.advise(run, strict))
+    assert Thresholds().with_overrides({"dead_warn": "0.6"}) == strict
+    with pytest.raises(KeyError, match="unknown threshold"):
+        Thresholds().with_overrides({"no_such": 1})
+    with pytest.raises(TypeError):
+        diagnostics.advise(run, {"dead_warn": 0.6})
+
+
+def test_findings_serialise_to_json(tmp_path):
+    spec = healthy()
+    spec["loss"][300:] = np.nan
+    for f in advise_spec(tmp_path, spec):
+        d = f.to_dict()
+        assert set(d) == {fl.name for fl in dataclasses.fields(Finding)}
+        json.loads(json.dumps(d, allow_nan=False))
+
+
+def test_a_failing_rule_is_reported_not_raised(tmp_path, monkeypatch):
+    import diagnostics.engine as adv
+
+    def broken(view):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(adv, "RULES", (broken,) + adv.RULES)
+    findings = advise_spec(tmp_path, healthy())
+    f = by_rule(findings, "rule_failed")
+    assert f.severity == "info" and "boom" in f.message
+
+
+def test_rules_never_fail_on_the_pathologies(tmp_path):
+    """No rule may trip over odd data: every synthetic pathology yields no rule_failed finding."""
+    spec = healthy()
+    spec["loss"][::7] = np.inf
+    spec["grad"]["net.0.weight"]["abs_mean"][:] = 0.0
+    spec["update"]["net.0.weight"][:] = np.nan
+    findings = advise_spec(tmp_path, spec)
+    assert "rule_failed" not in [f.rule for f in findings]
