@@ -20,9 +20,9 @@ class ProbeOptions:
     # 40 equal-width bins between the tensor's own min and max: enough to see a spike at zero
     # (dead ReLUs) or mass piling at +-1 (saturation) without bloating the run store.
     hist_bins: int = 40
-    # Histogram counts of tensors larger than this come from an evenly strided sample of at most
-    # this many elements (the bin range still spans every element); statistics (mean, std,
-    # fractions, norms) always use every element. 4,096 samples put ~100 per bin on average, plenty
+    # Histograms of tensors larger than this describe an evenly strided sample of at most this many
+    # elements (its range and counts); statistics (mean, std, fractions, norms) always use every
+    # element. 4,096 samples put ~100 per bin on average, plenty
     # for the shape of a distribution, and keep every-step recording within budget on a CPU.
     hist_sample: int = 4096
     record_histograms: bool = True

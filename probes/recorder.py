@@ -70,7 +70,7 @@ class Recorder:
         self._dev: list[tuple[str, tuple, int, torch.Tensor]] = []  # (kind, tags, step, tensor)
         self._host = defaultdict(lambda: ([], []))  # tag -> (steps, values) of plain floats
         self._events: list[tuple] = []
-        self._hist_queue: list[tuple] = []  # (tag, step, sample, lo, hi) waiting to be binned
+        self._hist_queue: list[tuple] = []  # (tag, step, sample) waiting to be binned
         self._last_flush_step, self._last_flush_time = 0, time.monotonic()
         self._loss_state = {"nonfinite_seen": False}
 
@@ -154,8 +154,8 @@ class Recorder:
                 tag_name = name if n == 1 else f"{name}#{n}"
                 step = self.step + 1
                 # Reduced now, not later: an in-place op (ReLU(inplace=True)) may overwrite x next.
-                self._dev.append(("vec", tuple(tags.act(tag_name, s) for s in tags.ACT_STATS), step,
-                                  R.activation_stats(module, x)))
+                self._add_vector(tuple(tags.act(tag_name, s) for s in tags.ACT_STATS), step,
+                                 R.activation_stats(module, x))
                 if self.options.record_histograms:
                     self._add_hist(tags.act(tag_name), step, x.detach())
             except Exception as e:  # a probe must never break the user's forward pass
@@ -163,17 +163,16 @@ class Recorder:
         return hook
 
     def _add_hist(self, tag: str, step: int, x: torch.Tensor) -> None:
-        self._hist_queue.append((tag, step, *R.hist_sample(x, self.options.hist_sample)))
+        if x.numel():
+            self._hist_queue.append((tag, step, R.hist_sample(x, self.options.hist_sample)))
 
     def _bin_queued_hists(self) -> None:
         """Bin every histogram sampled during this step in one batched pass per device."""
         queue, self._hist_queue = self._hist_queue, []
         for items in _group_by_device(queue, key=lambda it: it[2].device):
-            lo = torch.stack([it[3] for it in items]).float()
-            hi = torch.stack([it[4] for it in items]).float()
-            counts = R.batched_histograms([it[2] for it in items], lo, hi, self.options.hist_bins)
+            counts, lo, hi = R.batched_histograms([it[2] for it in items], self.options.hist_bins)
             self._dev.append(("hists", tuple((it[0], it[1]) for it in items), 0,
-                              torch.cat([counts.reshape(-1), lo, hi])))
+                              torch.cat([counts.reshape(-1), lo.float(), hi.float()])))
 
     # -- optimizer hooks ---------------------------------------------------------------------
     def _opt_params(self, optimizer) -> list[tuple[str, torch.Tensor]]:
@@ -301,6 +300,16 @@ class Recorder:
         if calibration and correct is not None:
             self._dev.append(("calib", (tags.calibration(split),), step,
                               R.calibration_sums(conf, correct, CALIBRATION_BINS).reshape(-1)))
+
+    def _add_vector(self, tag_list: tuple, step: int, values) -> None:
+        """Values of several tags at one step: a device tensor is buffered, floats go straight to
+        the host buffer."""
+        if isinstance(values, torch.Tensor):
+            self._dev.append(("vec", tag_list, step, values))
+        else:
+            for tag, v in zip(tag_list, values):
+                self._host[tag][0].append(step)
+                self._host[tag][1].append(v)
 
     def _add_value(self, tag: str, step: int, value) -> None:
         if isinstance(value, torch.Tensor):
