@@ -71,6 +71,8 @@ class Recorder:
         self._host = defaultdict(lambda: ([], []))  # tag -> (steps, values) of plain floats
         self._events: list[tuple] = []
         self._hist_queue: list[tuple] = []  # (tag, step, sample) waiting to be binned
+        self._meta_known = {"n_classes": opts.meta["n_classes"]} if "n_classes" in opts.meta else {}
+        self._meta_pending: dict = {}
         self._last_flush_step, self._last_flush_time = 0, time.monotonic()
         self._loss_state = {"nonfinite_seen": False}
 
@@ -288,6 +290,8 @@ class Recorder:
     def _record_logits(self, split, step, logits, targets, *, explicit, calibration) -> None:
         if not isinstance(logits, torch.Tensor) or logits.ndim < 1 or logits.shape[-1] < 2:
             raise ValueError("logits must be a tensor of class scores with the classes on the last dimension")
+        if "n_classes" not in self._meta_known:  # lets the rules compare the first loss with ln(classes)
+            self._meta_known["n_classes"] = self._meta_pending["n_classes"] = int(logits.shape[-1])
         conf, vec, correct = R.logits_stats(logits, targets)
         names = ["confidence", "entropy", "accuracy"]
         keep = [i for i, n in enumerate(names) if n not in explicit and not (n == "accuracy" and correct is None)]
@@ -353,10 +357,13 @@ class Recorder:
             layout.append([(k, tg, s, t.numel()) for k, tg, s, t in items])
             transfers.append((flat, ready))
         host = {k: (list(v[0]), list(v[1])) for k, v in host.items()}
+        meta, self._meta_pending = self._meta_pending, {}
         last_step, bins, state = self.step, self.options.hist_bins, self._loss_state
 
         def job():
-            return _build_batch(layout, transfers, host, events, bins, state), last_step
+            batch = _build_batch(layout, transfers, host, events, bins, state)
+            batch.meta.update(meta)
+            return batch, last_step
         self._sink.submit(job)
 
     # -- closing -----------------------------------------------------------------------------

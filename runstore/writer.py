@@ -50,9 +50,10 @@ class Batch:
     hists: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     tables: list[tuple[str, int, dict]] = field(default_factory=list)
     events: list[tuple[int | None, float, str, str]] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)  # run.json fields learnt while training (e.g. n_classes)
 
     def empty(self) -> bool:
-        return not (self.scalars or self.hists or self.tables or self.events)
+        return not (self.scalars or self.hists or self.tables or self.events or self.meta)
 
 
 class RunWriter:
@@ -126,6 +127,8 @@ class RunWriter:
 
     def write(self, batch: Batch, *, last_step: int | None = None) -> None:
         """Append one batch in a single transaction, so a reader never sees half a flush."""
+        if batch.meta:
+            self.update_meta(**batch.meta)
         con = self._con
         with con:
             for tag, (steps, vals) in batch.scalars.items():

@@ -74,8 +74,14 @@ def dead_relu(v: RunView) -> list[Finding]:
     if severity == "info":
         msg += " The training loss is nonetheless close to its floor, so this costs capacity rather than fit."
         fix = {}
-    advice = ("Lower the learning rate if it is high (the usual cause), use He (Kaiming) init, and consider leaky "
-              "ReLU / PReLU / ELU, which keep a gradient for negative inputs; batch norm before the ReLU also helps.")
+    if dead_from_start:  # nothing has been learnt yet: the init (or the input scale) is the cause
+        advice = ("Fix the initialization first: use He (Kaiming) init (never all-zero or strongly negative "
+                  "biases) and check the inputs are normalized; leaky ReLU / PReLU / ELU keep a gradient for "
+                  "negative inputs, and batch norm before the ReLU also helps.")
+    else:
+        advice = ("Lower the learning rate if it is high (the usual cause), use He (Kaiming) init, and consider "
+                  "leaky ReLU / PReLU / ELU, which keep a gradient for negative inputs; batch norm before the ReLU "
+                  "also helps.")
     return [Finding(
         rule="dead_relu", severity=severity, title="Dead ReLU units", message=msg, advice=advice,
         evidence={"frac_dead_tail_median": {n: float(flagged[n]) for n in layers},
