@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from playground.config import Config, ConfigError
-from runstore import effective_status, schema, write_json_atomic
+from runstore import effective_status, pid_alive, schema, write_json_atomic
 
 JOB_FILE = "job.json"
 CONFIG_FILE = "config.json"
@@ -142,18 +142,6 @@ def _read_info(run_dir: Path) -> dict:
         except ValueError:
             pass
     return out
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def _cmdline(pid: int) -> str | None:
@@ -410,7 +398,7 @@ class JobManager:
     @staticmethod
     def _owns(pid: int, run_dir: Path) -> bool:
         """Is `pid` alive and still our training process (not a new process that reused the pid)?"""
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return False
         cmd = _cmdline(pid)
         if cmd is None:

@@ -181,6 +181,21 @@ class RunView:
         return (level - self.loss_floor) / span if span > 0 else None
 
     @cached_property
+    def little_progress(self) -> tuple[float, float] | None:
+        """(final smoothed loss, its relative level) when a finite run ended with more than
+        progress_frac of the way to its floor still to go; None otherwise (or too little data)."""
+        if not self.enough_loss or self.first_nonfinite is not None:
+            return None
+        ref = self.reference_loss
+        if ref is None or ref <= 0:
+            return None
+        end = float(self.smooth.iloc[-1])
+        rel = self.relative(end)
+        if rel is None or rel <= self.th.progress_frac:
+            return None
+        return end, rel
+
+    @cached_property
     def still_falling(self) -> float:
         """Drop of the smoothed loss over the last third of the run, as a fraction of the distance
         from chance (reference) to the lowest reachable loss; 0 when flat or rising."""

@@ -4,8 +4,8 @@ Torch-free, so the dashboard and diagnostics can read runs without importing tor
 """
 
 from . import schema, tags
-from .reader import HistSeries, Run, RunReadError, effective_status, is_run_dir, load_run, read_meta
+from .reader import HistSeries, Run, RunReadError, effective_status, is_run_dir, load_run, pid_alive, read_meta
 from .writer import Batch, RunExistsError, RunWriter, write_json_atomic
 
 __all__ = ["schema", "tags", "HistSeries", "Run", "RunReadError", "effective_status", "is_run_dir", "load_run",
-           "read_meta", "Batch", "RunExistsError", "RunWriter", "write_json_atomic"]
+           "read_meta", "pid_alive", "Batch", "RunExistsError", "RunWriter", "write_json_atomic"]

@@ -49,7 +49,8 @@ def _decode(chunks: list[tuple[bytes, bytes]]) -> tuple[np.ndarray, np.ndarray]:
             np.frombuffer(b"".join(c[1] for c in chunks), "<f8"))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -73,7 +74,7 @@ def effective_status(meta: dict, last_flush: float | None) -> str:
         return status
     pid, host = meta.get("pid"), meta.get("host")
     if host == socket.gethostname() and isinstance(pid, int):
-        return schema.RUNNING if _pid_alive(pid) else schema.KILLED
+        return schema.RUNNING if pid_alive(pid) else schema.KILLED
     if last_flush is not None and time.time() - last_flush > STALE_AFTER_S:
         return schema.KILLED
     return schema.RUNNING

@@ -205,15 +205,10 @@ def lr_too_high(v: RunView) -> list[Finding]:
 def lr_too_low(v: RunView) -> list[Finding]:
     """The step size is too small: updates barely move the weights and the loss creeps down."""
     th = v.th
-    if not v.enough_loss or v.first_nonfinite is not None:
+    if v.little_progress is None:
         return []
     sm, ref = v.smooth, v.reference_loss
-    if ref is None or ref <= 0:
-        return []
-    end = float(sm.iloc[-1])
-    rel = v.relative(end)
-    if rel is None or rel <= th.progress_frac:
-        return []
+    end, rel = v.little_progress
     r = v.update_ratio_median
     evidence = {"final_loss": end, "reference_loss": ref, "progress_frac": th.progress_frac, "lr": v.lr,
                 "update_ratio_low": th.update_ratio_low,

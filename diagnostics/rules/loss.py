@@ -90,15 +90,10 @@ def nan_loss(v: RunView) -> list[Finding]:
 def loss_plateau(v: RunView) -> list[Finding]:
     """The train loss stopped improving for a long final stretch while still high."""
     th = v.th
-    if not v.enough_loss or v.first_nonfinite is not None:
+    if v.little_progress is None:
         return []
     sm, ref = v.smooth, v.reference_loss
-    if ref is None or ref <= 0:
-        return []
-    end = float(sm.iloc[-1])
-    rel = v.relative(end)
-    if rel is None or rel <= th.progress_frac:
-        return []
+    end, rel = v.little_progress
     # The plateau starts where the smoothed loss first came within plateau_tol of its final level.
     near = sm.to_numpy() <= end * (1 + th.plateau_tol) + 1e-12
     start = int(sm.index[int(np.argmax(near))])
