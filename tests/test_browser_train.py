@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, _free_port
+from tests.test_browser import CHROMIUM, SHOTS, _free_port
+from tests.test_browser import browser  # noqa: F401  (the shared Chromium fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 3000  # digits: 23 steps per epoch, far more than the test waits for; it is stopped
@@ -74,16 +75,6 @@ def _stop_jobs(runs: Path) -> None:
         for j in mgr.live_jobs():
             mgr.stop(j.run_dir)
             wait_for(mgr, j.run_dir, lambda i: not i.live, timeout=20)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _shot(page, name: str) -> None:

@@ -33,6 +33,20 @@ def evidence_text(evidence: dict) -> str:
     return " · ".join(f"`{k}` = {fmt_value(v)}" for k, v in (evidence or {}).items())
 
 
+def card_head(f, *, compact: bool = False) -> None:
+    """The top of an advice card: severity badge, title, message and what to try (as a caption
+    when `compact`, for the Train page's narrower monitor)."""
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.badge(f.severity, color=SEVERITY_COLORS.get(f.severity, "gray"))
+        st.markdown(f"**{f.title}**")
+    st.markdown(f.message)
+    if f.advice:
+        if compact:
+            st.caption(f"What to try: {f.advice}")
+        else:
+            st.markdown(f"**What to try:** {f.advice}")
+
+
 def _where(f) -> str:
     bits = []
     if f.steps:
@@ -65,12 +79,7 @@ def advice_cards(findings, *, run_path: str, error: str | None = None, current_p
     st.caption(severity_counts(findings))
     for i, f in enumerate(findings):
         with st.container(border=True, key=f"advice-{i}"):
-            with st.container(horizontal=True, vertical_alignment="center"):
-                st.badge(f.severity, color=SEVERITY_COLORS.get(f.severity, "gray"))
-                st.markdown(f"**{f.title}**")
-            st.markdown(f.message)
-            if f.advice:
-                st.markdown(f"**What to try:** {f.advice}")
+            card_head(f)
             where = _where(f)
             if where:
                 st.caption(where)

@@ -13,10 +13,10 @@ import streamlit as st
 from playground.config import ConfigError
 
 from .. import navigation
-from ..colors import SEVERITY_COLORS
 from ..fixes import AppliedFix, FixError, apply_fix, config_from_hparams
 from ..jobs import JobError, JobInfo, JobManager, log_tail
 from . import cache
+from .advice import card_head
 from .context import COMPARE_RUNS, CURRENT_RUN, SELECTED_RUNS, get_context
 
 TRAIN_PAGE = "train"
@@ -159,12 +159,7 @@ def advice_list(findings, *, run, key: str, error: str | None = None) -> None:
     hparams = (run.meta or {}).get("hparams") or {}
     for i, f in enumerate(findings):
         with st.container(border=True):
-            with st.container(horizontal=True, vertical_alignment="center"):
-                st.badge(f.severity, color=SEVERITY_COLORS.get(f.severity, "gray"))
-                st.markdown(f"**{f.title}**")
-            st.markdown(f.message)
-            if f.advice:
-                st.caption(f"What to try: {f.advice}")
+            card_head(f, compact=True)
             apply_button(f, run_path=str(run.path), run_name=run.name, hparams=hparams, key=f"{key}-apply-{i}")
 
 

@@ -19,6 +19,17 @@ def _tail_medians(v: RunView, df: pd.DataFrame) -> pd.Series:
         return tail.median(skipna=True)
 
 
+def _flag_layers(v: RunView, df: pd.DataFrame, warn: float, critical: float):
+    """(tail median per flagged layer, flagged layers in column order, severity) for the layers
+    whose late-run median reaches `warn`; None when none does."""
+    med = _tail_medians(v, df).dropna()
+    flagged = med[med >= warn]
+    if flagged.empty:
+        return None
+    layers = tuple(n for n in df.columns if n in flagged.index)
+    return flagged, layers, "critical" if float(flagged.max()) >= critical else "warning"
+
+
 def _first_reaching(df: pd.DataFrame, cols, level: float) -> int:
     hit = (df[list(cols)] >= level).any(axis=1)
     return int(hit.idxmax()) if hit.any() else int(df.index[0])
@@ -46,13 +57,10 @@ def dead_relu(v: RunView) -> list[Finding]:
     df = v.frame(lambda m: T.act(m, "frac_dead"), names)
     if df.empty:
         return []
-    med = _tail_medians(v, df).dropna()
-    flagged = med[med >= th.dead_warn]
-    if flagged.empty:
+    found = _flag_layers(v, df, th.dead_warn, th.dead_critical)
+    if found is None:
         return []
-    layers = tuple(n for n in df.columns if n in flagged.index)
-    worst = float(flagged.max())
-    severity = "critical" if worst >= th.dead_critical else "warning"
+    flagged, layers, severity = found
     rel = v.relative(float(v.smooth.iloc[-1])) if len(v.smooth) else None
     fits = rel is not None and rel < th.fits_well and v.first_nonfinite is None
     if fits and severity == "warning":
@@ -101,13 +109,10 @@ def saturation(v: RunView) -> list[Finding]:
     df = df.loc[:, df.notna().any()]
     if df.empty:
         return []
-    med = _tail_medians(v, df).dropna()
-    flagged = med[med >= th.saturation_warn]
-    if flagged.empty:
+    found = _flag_layers(v, df, th.saturation_warn, th.saturation_critical)
+    if found is None:
         return []
-    layers = tuple(n for n in df.columns if n in flagged.index)
-    worst = float(flagged.max())
-    severity = "critical" if worst >= th.saturation_critical else "warning"
+    flagged, layers, severity = found
     first = _first_reaching(df, layers, th.saturation_warn)
     at_start = {n: float(df[n].dropna().iloc[0]) for n in layers if len(df[n].dropna())}
     per_layer = ", ".join(f"{n} {pct(flagged[n])}" for n in layers[:6])
