@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from runstore import Batch, RunWriter, schema, tags
+from . import cpu_stats as C
 from . import reductions as R
 from .hooks import HookSet
 from .options import ProbeOptions
@@ -24,6 +25,13 @@ from .summary import clean_name, device_of, model_summary, optimizer_summary
 # Reliability diagrams use 15 equal-width confidence bins, as in Guo et al. 2017 ("On Calibration
 # of Modern Neural Networks"), which introduced the expected calibration error in this form.
 CALIBRATION_BINS = 15
+# What logits_stats returns, in order.
+_LOGIT_STATS = ("confidence", "entropy", "accuracy")
+_LOGIT_STATS_SET = frozenset(_LOGIT_STATS)
+# The copy of the weights taken before each sampled optimizer step is kept between sampled steps
+# when it is this small (allocating it afresh costs page faults every time); a larger model gets
+# the memory back in between.
+KEEP_WEIGHT_COPY_BYTES = 64 << 20
 
 
 class Recorder:
@@ -66,11 +74,21 @@ class Recorder:
         tb = TensorBoardMirror(self.run_dir / schema.TB_DIR) if opts.tensorboard else None
         self._sink = WriterThread(writer, tb)
 
-        # Buffers: device tensors wait here until a flush copies them to the host in one go.
+        # Buffers until the next flush. Values from a GPU stay on it (in _dev) until a flush copies
+        # them to the host in one go; values from the CPU are plain numbers already (see cpu_stats).
         self._dev: list[tuple[str, tuple, int, torch.Tensor]] = []  # (kind, tags, step, tensor)
-        self._host = defaultdict(lambda: ([], []))  # tag -> (steps, values) of plain floats
+        self._rows: list[tuple[tuple, int, list]] = []  # (tags, step, one float per tag)
+        self._host_hists: list[tuple] = []  # (tags, step, lo (k,), hi (k,), counts (k, bins))
+        self._host_tables: list[tuple] = []  # (tag, step, calibration sums (3, bins))
         self._events: list[tuple] = []
-        self._hist_queue: list[tuple] = []  # (tag, step, sample) waiting to be binned
+        self._hist_queue: list[tuple] = []  # (tag, step, device sample) waiting to be binned
+        self._np_queue: list[tuple] = []  # (tag, step, numpy sample) waiting to be binned
+        self._binner = C.HistogramBinner(opts.hist_bins)
+        self._tag_cache: dict = {}  # tag tuples are built once per layer, not on every call
+        self._layer_info: dict = {}  # (id(module), ndim) -> cpu_stats.layer_info
+        self._weight_copy: list[torch.Tensor] | None = None  # reused while consecutive steps are sampled
+        self._weight_copy_of: tuple = ()
+        self._weight_copy_bytes = 0
         self._meta_known = {"n_classes": opts.meta["n_classes"]} if "n_classes" in opts.meta else {}
         self._meta_pending: dict = {}
         self._last_flush_step, self._last_flush_time = 0, time.monotonic()
@@ -123,8 +141,11 @@ class Recorder:
     def _arm(self, step: int) -> None:
         self._sampling = self._is_sampled(step)
         if not self._sampling or not self._watched:
+            self._act_hooks.remove()
             return
         self._calls, self._forward_done = {}, False
+        if len(self._act_hooks):  # still registered from the previous step, which was sampled too
+            return
         model = self._model_ref()
         if model is None:
             return
@@ -153,20 +174,56 @@ class Recorder:
                     return
                 n = self._calls.get(name, 0) + 1
                 self._calls[name] = n
-                tag_name = name if n == 1 else f"{name}#{n}"
+                stat_tags, hist_tag = self._act_tags(name, n)
                 step = self.step + 1
                 # Reduced now, not later: an in-place op (ReLU(inplace=True)) may overwrite x next.
-                self._add_vector(tuple(tags.act(tag_name, s) for s in tags.ACT_STATS), step,
-                                 R.activation_stats(module, x))
+                if x.device.type == "cpu":
+                    x = C.as_numpy(x)
+                    info = self._layer_info.get((id(module), x.ndim))
+                    if info is None:
+                        info = self._layer_info[(id(module), x.ndim)] = C.layer_info(module, x.ndim)
+                    with np.errstate(all="ignore"):
+                        self._rows.append((stat_tags, step, C.activation_stats(module, x, info)))
+                else:
+                    self._dev.append(("vec", stat_tags, step, R.activation_stats(module, x)))
                 if self.options.record_histograms:
-                    self._add_hist(tags.act(tag_name), step, x.detach())
+                    self._add_hist(hist_tag, step, x)
             except Exception as e:  # a probe must never break the user's forward pass
                 self._event(self.step + 1, "warning", f"activation probe on {name} failed: {e!r}")
         return hook
 
-    def _add_hist(self, tag: str, step: int, x: torch.Tensor) -> None:
-        if x.numel():
-            self._hist_queue.append((tag, step, R.hist_sample(x, self.options.hist_sample)))
+    def _act_tags(self, name: str, call: int) -> tuple[tuple, str]:
+        key = (name, call)
+        got = self._tag_cache.get(key)
+        if got is None:
+            tag_name = name if call == 1 else f"{name}#{call}"
+            got = self._tag_cache[key] = (tuple(tags.act(tag_name, s) for s in tags.ACT_STATS), tags.act(tag_name))
+        return got
+
+    def _group_tags(self, kind: str, names: tuple) -> tuple:
+        """Tags of one per-parameter quantity for a list of parameter names, built once."""
+        key = (kind, names)
+        got = self._tag_cache.get(key)
+        if got is None:
+            per_name = {"grad_hist": tags.grad, "update": tags.update_ratio, "weight_hist": tags.weight,
+                        "weight": lambda n: tags.weight(n, "norm")}
+            if kind == "grad":
+                got = tuple(tags.grad(n, s) for n in names for s in tags.GRAD_STATS)
+            else:
+                got = tuple(per_name[kind](n) for n in names)
+            self._tag_cache[key] = got
+        return got
+
+    def _add_hist(self, tag: str, step: int, x: torch.Tensor | np.ndarray, *, copy: bool = True) -> None:
+        """Queue a sample of x for binning at the end of the step: a numpy array (a CPU tensor's
+        data, see cpu_stats) or a tensor on another device. copy=False keeps a view instead, for
+        arrays that cannot change before the end of the step (weights after the optimizer step)."""
+        k = self.options.hist_sample
+        if isinstance(x, np.ndarray):
+            if x.size:
+                self._np_queue.append((tag, step, C.hist_sample(x, k) if copy else C.strided(x.reshape(-1), k)))
+        elif x.numel():
+            self._hist_queue.append((tag, step, R.hist_sample(x, k)))
 
     def _bin_queued_hists(self) -> None:
         """Bin every histogram sampled during this step in one batched pass per device."""
@@ -175,6 +232,12 @@ class Recorder:
             counts, lo, hi = R.batched_histograms([it[2] for it in items], self.options.hist_bins)
             self._dev.append(("hists", tuple((it[0], it[1]) for it in items), 0,
                               torch.cat([counts.reshape(-1), lo.float(), hi.float()])))
+        queue, self._np_queue = self._np_queue, []
+        if queue:
+            with np.errstate(all="ignore"):
+                counts, lo, hi = self._binner([it[2] for it in queue])
+            hist_tags = tuple(it[0] for it in queue)
+            self._host_hists.append((hist_tags, queue[0][1], lo, hi, counts))
 
     # -- optimizer hooks ---------------------------------------------------------------------
     def _opt_params(self, optimizer) -> list[tuple[str, torch.Tensor]]:
@@ -191,9 +254,17 @@ class Recorder:
         try:
             named = [(n, p) for n, p in self._opt_params(optimizer) if p.grad is not None]
             self._record_grads(named, self.step + 1)
-            # Copies of the weights, to measure this step's update once the optimizer has applied it.
-            self._before = {id(p): (n, p, p.detach().clone()) for n, p in named}
+            # A copy of the weights, to measure this step's update once the optimizer has applied it.
+            params = [p.detach() for _, p in named]
+            key = tuple(id(p) for p in params)
+            if self._weight_copy is None or key != self._weight_copy_of:
+                self._weight_copy, self._weight_copy_of = torch._foreach_clone(params), key
+                self._weight_copy_bytes = sum(p.numel() * p.element_size() for p in params)
+            else:
+                torch._foreach_copy_(self._weight_copy, params)  # one call, no fresh allocation
+            self._before = [(n, p, old) for (n, p), old in zip(named, self._weight_copy)]
         except Exception as e:
+            self._weight_copy = None
             self._event(self.step + 1, "warning", f"gradient probe failed: {e!r}")
 
     def _on_opt_post(self, optimizer, args, kwargs):
@@ -202,33 +273,47 @@ class Recorder:
         before, self._before = self._before, None
         step = self.step + 1
         try:
-            for dev_items in _group_by_device(list(before.values()), key=lambda it: it[1].device):
-                names = [n for n, _, _ in dev_items]
+            for dev_items in _group_by_device(before, key=lambda it: it[1].device):
+                names = tuple(n for n, _, _ in dev_items)
                 now = [p.detach() for _, p, _ in dev_items]
                 old = [b for _, _, b in dev_items]
-                dn = torch.stack(torch._foreach_norm(torch._foreach_sub(now, old))).float()
-                wn = torch.stack(torch._foreach_norm(old)).float()
-                # Undefined for a parameter that was exactly zero (e.g. zero-initialised biases).
-                ratio = torch.where(wn > 0, dn / wn.clamp_min(torch.finfo(torch.float32).tiny),
-                                    torch.full_like(wn, float("nan")))
-                self._dev.append(("vec", tuple(tags.update_ratio(n) for n in names), step, ratio))
-                self._dev.append(("vec", tuple(tags.weight(n, "norm") for n in names), step,
-                                  torch.stack(torch._foreach_norm(now)).float()))
+                ratio_tags, norm_tags = self._group_tags("update", names), self._group_tags("weight", names)
+                if now[0].device.type == "cpu":
+                    now = [C.as_numpy(w).reshape(-1) for w in now]
+                    ratios, norms = C.update_stats([C.as_numpy(b).reshape(-1) for b in old], now)
+                    self._rows.append((ratio_tags, step, ratios))
+                    self._rows.append((norm_tags, step, norms))
+                else:
+                    w_old = torch.stack(torch._foreach_norm(old)).float()
+                    torch._foreach_sub_(old, now)  # the copy becomes -(this step's update)
+                    dw = torch.stack(torch._foreach_norm(old)).float()
+                    # Undefined for a parameter that was exactly zero (e.g. zero-initialised biases).
+                    ratio = torch.where(w_old > 0, dw / w_old.clamp_min(torch.finfo(torch.float32).tiny),
+                                        torch.full_like(w_old, float("nan")))
+                    self._dev.append(("vec", ratio_tags, step, ratio))
+                    self._dev.append(("vec", norm_tags, step, torch.stack(torch._foreach_norm(now)).float()))
                 if self.options.record_histograms:
-                    for n, w in zip(names, now):
-                        self._add_hist(tags.weight(n), step, w)
+                    for tag, w in zip(self._group_tags("weight_hist", names), now):
+                        self._add_hist(tag, step, w, copy=False)
         except Exception as e:
             self._event(step, "warning", f"update-ratio probe failed: {e!r}")
+        if not self._is_sampled(step + 1) and self._weight_copy_bytes > KEEP_WEIGHT_COPY_BYTES:
+            self._weight_copy = None  # a large model: give the memory back until the next sampled step
 
     def _record_grads(self, named: list[tuple[str, torch.Tensor]], step: int) -> None:
         for items in _group_by_device(named, key=lambda it: it[1].device):
+            names = tuple(n for n, _ in items)
             grads = [p.grad.detach() for _, p in items]
-            st = R.param_stats(grads)  # (n, 3)
-            tag_list = tuple(tags.grad(n, s) for n, _ in items for s in tags.GRAD_STATS)
-            self._dev.append(("vec", tag_list, step, st.reshape(-1)))
+            stat_tags = self._group_tags("grad", names)
+            on_cpu = grads[0].device.type == "cpu"
+            if on_cpu:
+                grads = [C.as_numpy(g).reshape(-1) for g in grads]
+                self._rows.append((stat_tags, step, C.param_stats(grads)))
+            else:
+                self._dev.append(("vec", stat_tags, step, R.param_stats(grads).reshape(-1)))
             if self.options.record_histograms:
-                for (n, _), g in zip(items, grads):
-                    self._add_hist(tags.grad(n), step, g)
+                for tag, g in zip(self._group_tags("grad_hist", names), grads):
+                    self._add_hist(tag, step, g)  # a copy: the optimizer may change grads in place
 
     # -- the user's calls --------------------------------------------------------------------
     def _check_open(self, what: str) -> None:
@@ -242,8 +327,7 @@ class Recorder:
         self._check_open("record_step()")
         self.step = step = self.step + 1
         self._add_value(tags.TRAIN_LOSS, step, loss)
-        self._host[tags.WALL_TIME][0].append(step)
-        self._host[tags.WALL_TIME][1].append(time.time())
+        self._rows.append(((tags.WALL_TIME,), step, (time.time(),)))
         for name, value in scalars.items():
             self._add_value(tags.split_metric("train", name), step, value)
         opt = self._opt_ref() if self._opt_ref is not None else None
@@ -265,9 +349,8 @@ class Recorder:
                                             if p.grad is not None], step)
             except Exception as e:
                 self._event(step, "warning", f"step probe failed: {e!r}")
-        if self._hist_queue:
+        if self._hist_queue or self._np_queue:
             self._bin_queued_hists()
-        self._act_hooks.remove()
         self._before = None
         self._maybe_flush(step)
         self._arm(step + 1)
@@ -292,42 +375,55 @@ class Recorder:
             raise ValueError("logits must be a tensor of class scores with the classes on the last dimension")
         if "n_classes" not in self._meta_known:  # lets the rules compare the first loss with ln(classes)
             self._meta_known["n_classes"] = self._meta_pending["n_classes"] = int(logits.shape[-1])
+        bins = self.options.hist_bins
+        conf_tag = tags.split_metric(split, "confidence")
+        if logits.device.type == "cpu":
+            with np.errstate(all="ignore"):
+                conf, vec, correct = C.logits_stats(logits, targets)
+                keep, keep_tags = self._logit_tags(split, explicit, correct is not None)
+                self._rows.append((keep_tags, step, [vec[i] for i in keep]))
+                if self.options.record_histograms or calibration:
+                    self._host_hists.append(((conf_tag,), step, np.zeros(1), np.ones(1),
+                                             C.fixed_histogram(conf, bins, 0.0, 1.0)[None]))
+                if calibration and correct is not None:
+                    self._host_tables.append((tags.calibration(split), step,
+                                              C.calibration_sums(conf, correct, CALIBRATION_BINS)))
+            return
         conf, vec, correct = R.logits_stats(logits, targets)
-        names = ["confidence", "entropy", "accuracy"]
-        keep = [i for i, n in enumerate(names) if n not in explicit and not (n == "accuracy" and correct is None)]
-        self._dev.append(("vec", tuple(tags.split_metric(split, names[i]) for i in keep), step,
-                          torch.stack([vec[i] for i in keep])))  # views, not a list index: no host copy
+        keep, keep_tags = self._logit_tags(split, explicit, correct is not None)
+        self._dev.append(("vec", keep_tags, step, torch.stack([vec[i] for i in keep])))  # views: no host copy
         if self.options.record_histograms or calibration:
-            counts = R.fixed_histogram(conf, self.options.hist_bins, 0.0, 1.0)
-            self._dev.append(("hists", ((tags.split_metric(split, "confidence"), step),), step,
+            counts = R.fixed_histogram(conf, bins, 0.0, 1.0)
+            self._dev.append(("hists", ((conf_tag, step),), step,
                               torch.cat([counts, torch.linspace(0.0, 1.0, 2, device=counts.device)])))
         if calibration and correct is not None:
             self._dev.append(("calib", (tags.calibration(split),), step,
                               R.calibration_sums(conf, correct, CALIBRATION_BINS).reshape(-1)))
 
-    def _add_vector(self, tag_list: tuple, step: int, values) -> None:
-        """Values of several tags at one step: a device tensor is buffered, floats go straight to
-        the host buffer."""
-        if isinstance(values, torch.Tensor):
-            self._dev.append(("vec", tag_list, step, values))
-        else:
-            for tag, v in zip(tag_list, values):
-                self._host[tag][0].append(step)
-                self._host[tag][1].append(v)
+    def _logit_tags(self, split: str, explicit: dict, has_targets: bool) -> tuple[list[int], tuple]:
+        """Which of [confidence, entropy, accuracy] to record (not those the caller passed
+        explicitly, no accuracy without targets), and their tags."""
+        key = ("logits", split, frozenset(explicit) & _LOGIT_STATS_SET, has_targets)
+        got = self._tag_cache.get(key)
+        if got is None:
+            keep = [i for i, n in enumerate(_LOGIT_STATS) if n not in explicit and (has_targets or n != "accuracy")]
+            got = self._tag_cache[key] = (keep, tuple(tags.split_metric(split, _LOGIT_STATS[i]) for i in keep))
+        return got
 
     def _add_value(self, tag: str, step: int, value) -> None:
         if isinstance(value, torch.Tensor):
             if value.numel() != 1:
                 raise ValueError(f"{tag} must be a single number (a 0-d or 1-element tensor), got shape "
                                  f"{tuple(value.shape)}")
-            self._dev.append(("vec", (tag,), step, value.detach().reshape(1)))
-        else:
-            try:
-                v = float(value)
-            except (TypeError, ValueError):
-                raise TypeError(f"{tag} must be a number or a tensor, got {type(value).__name__}") from None
-            self._host[tag][0].append(step)
-            self._host[tag][1].append(v)
+            if value.device.type != "cpu":  # read at the next flush, so the GPU is not waited on here
+                self._dev.append(("vec", (tag,), step, value.detach().reshape(1)))
+                return
+            value = value.item()
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{tag} must be a number or a tensor, got {type(value).__name__}") from None
+        self._rows.append(((tag,), step, (v,)))
 
     def _event(self, step, kind: str, message: str) -> None:
         self._events.append((step, time.time(), kind, message))
@@ -341,8 +437,9 @@ class Recorder:
     def _flush(self) -> None:
         """Copy buffered device values to the host in one transfer per device and hand them to the
         writer thread. On CUDA the copy is asynchronous: the training thread does not wait for it."""
-        dev, host, events = self._dev, self._host, self._events
-        self._dev, self._host, self._events = [], defaultdict(lambda: ([], [])), []
+        dev, events = self._dev, self._events
+        host = (self._rows, self._host_hists, self._host_tables)
+        self._dev, self._events, self._rows, self._host_hists, self._host_tables = [], [], [], [], []
         self._last_flush_step, self._last_flush_time = self.step, time.monotonic()
         layout, transfers = [], []
         for items in _group_by_device(dev, key=lambda it: it[3].device):
@@ -356,7 +453,6 @@ class Recorder:
                 flat = flat.cpu()  # other accelerators (mps, xpu): a plain copy
             layout.append([(k, tg, s, t.numel()) for k, tg, s, t in items])
             transfers.append((flat, ready))
-        host = {k: (list(v[0]), list(v[1])) for k, v in host.items()}
         meta, self._meta_pending = self._meta_pending, {}
         last_step, bins, state = self.step, self.options.hist_bins, self._loss_state
 
@@ -411,10 +507,13 @@ def _group_by_device(items, key):
 
 
 def _build_batch(layout, transfers, host, events, bins, state) -> Batch:
-    """Runs on the writer thread: turn flat host arrays back into tagged scalars, histograms and
-    calibration tables."""
-    sc: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
+    """Runs on the writer thread: turn the flat host arrays and the host rows back into tagged
+    scalars, histograms and calibration tables. Rows with the same tags (the same layer at many
+    steps) become one 2-D array, so the work per value is numpy's, not Python's."""
+    rows, host_hists, host_tables = host
+    groups: dict[tuple, tuple[list, list]] = {}  # tags -> (steps, rows of values)
     hists: dict[str, tuple[list, list, list, list]] = defaultdict(lambda: ([], [], [], []))
+    hgroups: dict[tuple, tuple[list, list, list, list]] = {}  # tags -> (steps, lo rows, hi rows, counts)
     batch = Batch(events=list(events))
     for items, (flat, ready) in zip(layout, transfers):
         if ready is not None:
@@ -425,9 +524,8 @@ def _build_batch(layout, transfers, host, events, bins, state) -> Batch:
             chunk = arr[off:off + n]
             off += n
             if kind == "vec":
-                for t, v in zip(tg, chunk):
-                    sc[t][0].append(step)
-                    sc[t][1].append(v)
+                g = groups.setdefault(tg, ([], []))
+                g[0].append(step), g[1].append(chunk)
             elif kind == "hists":  # n histograms: counts (n*bins), then n lows, then n highs
                 k = len(tg)
                 counts = chunk[:-2 * k].reshape(k, -1)
@@ -436,14 +534,38 @@ def _build_batch(layout, transfers, host, events, bins, state) -> Batch:
                     h[0].append(s), h[1].append(chunk[-2 * k + i]), h[2].append(chunk[-k + i]), h[3].append(counts[i])
             elif kind == "calib":
                 batch.tables.append((tg[0], step, _calibration_table(chunk.reshape(3, -1))))
-    for t, (steps, vals) in host.items():
-        sc[t][0].extend(steps)
-        sc[t][1].extend(vals)
-    for t, (steps, vals) in sc.items():
-        order = np.argsort(np.asarray(steps), kind="stable")
-        batch.scalars[t] = (np.asarray(steps, np.int64)[order], np.asarray(vals, np.float64)[order])
-    for t, (steps, lo, hi, counts) in hists.items():
-        batch.hists[t] = (np.asarray(steps, np.int64), np.asarray(lo), np.asarray(hi), np.stack(counts))
+    for tg, step, values in rows:
+        g = groups.setdefault(tg, ([], []))
+        g[0].append(step), g[1].append(values)
+    for tg, step, lo, hi, counts in host_hists:
+        g = hgroups.setdefault(tg, ([], [], [], []))
+        g[0].append(step), g[1].append(lo), g[2].append(hi), g[3].append(counts)
+    for t, s, sums in host_tables:
+        batch.tables.append((t, s, _calibration_table(sums)))
+    columns: dict[str, list] = defaultdict(list)  # tag -> [(steps, values), ...]
+    for tg, (steps, values) in groups.items():
+        table = np.asarray(values, np.float64).reshape(len(steps), len(tg))
+        steps = np.asarray(steps, np.int64)
+        for j, t in enumerate(tg):
+            columns[t].append((steps, table[:, j]))
+    for t, parts in columns.items():
+        steps = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        vals = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+        order = np.argsort(steps, kind="stable")
+        batch.scalars[t] = (steps[order], np.ascontiguousarray(vals[order]))
+    hcolumns: dict[str, list] = defaultdict(list)  # tag -> [(steps, lo, hi, counts), ...]
+    for t, (steps, lo, hi, counts) in hists.items():  # from devices: one histogram per entry
+        hcolumns[t].append((np.asarray(steps, np.int64), np.asarray(lo, np.float64), np.asarray(hi, np.float64),
+                            np.stack(counts)))
+    for tg, (steps, lo, hi, counts) in hgroups.items():  # from the CPU: one (k, bins) block per step
+        steps, lo, hi, counts = np.asarray(steps, np.int64), np.stack(lo), np.stack(hi), np.stack(counts)
+        for j, t in enumerate(tg):
+            hcolumns[t].append((steps, lo[:, j], hi[:, j], counts[:, j]))
+    for t, parts in hcolumns.items():
+        steps, lo, hi, counts = (np.concatenate(x) for x in zip(*parts)) if len(parts) > 1 else parts[0]
+        order = np.argsort(steps, kind="stable")
+        batch.hists[t] = (steps[order], lo[order].astype(np.float64), hi[order].astype(np.float64),
+                          np.ascontiguousarray(counts[order], dtype=np.float64))
     loss = batch.scalars.get(tags.TRAIN_LOSS)
     if loss is not None and not state["nonfinite_seen"]:
         bad = ~np.isfinite(loss[1])

@@ -1,12 +1,11 @@
 """Statistics reduced on the tensor's own device. Nothing here calls .item() or .cpu() on a CUDA
 tensor: results stay on the device until the recorder flushes (the only sync point).
 
-On CPU there is no device to wait for, so the CPU branches use the fewest ops instead.
+On the CPU, where nothing is waited for and dispatch dominates, cpu_stats.py computes the same
+numbers with numpy; the recorder picks by the tensor's device.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn as nn
@@ -20,6 +19,9 @@ _CHANNEL_FIRST_1D = (nn.Conv1d, nn.ConvTranspose1d, nn.BatchNorm1d, nn.InstanceN
 # A value within this fraction of the output range from a bound counts as saturated: there the
 # sigmoid's derivative is below 0.01 (s(1-s) at s=0.99), i.e. the unit passes almost no gradient.
 SATURATION_MARGIN = 0.01
+# Histograms map a tensor's [min, max] onto [0, bins * HIST_SPAN]: the maximum lands inside the last
+# bin (float32 rounding of that product is ~1e-7 relative), so no clamp is needed on the CPU.
+HIST_SPAN = 1 - 1e-6
 
 ACTIVATION_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
                     nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish,
@@ -67,42 +69,23 @@ def hist_sample(x: torch.Tensor, sample: int) -> torch.Tensor:
     return flat.float() if flat.dtype != torch.float32 else flat.clone()
 
 
-def batched_histograms(samples: list[torch.Tensor], bins: int, *, sync_free: bool | None = None):
-    """Histograms of many tensors in one pass: (counts (n, bins), lo (n), hi (n)), tensor i binned
-    into `bins` equal-width bins over the range [lo[i], hi[i]] of its finite values; non-finite
-    values are left out. About a dozen ops for any number of tensors, instead of a handful per
-    tensor, which is what keeps every-step recording cheap. The samples are overwritten.
-    `sync_free` (default: on for every device but the CPU) picks the path that never reads a value
-    back to the host."""
+def batched_histograms(samples: list[torch.Tensor], bins: int):
+    """Histograms of many tensors in one pass, without reading anything back to the host: (counts
+    (n, bins), lo (n), hi (n)), tensor i binned into `bins` equal-width bins over the range
+    [lo[i], hi[i]] of its finite values; non-finite values are left out. About a dozen ops for any
+    number of tensors, and fixed shapes throughout: a host-to-device copy of segment lengths, or
+    bincount sizing its output, would make the CPU wait for the GPU. cpu_stats.HistogramBinner is
+    the CPU twin and gives identical counts."""
     n = len(samples)
     dev = samples[0].device
     flat = torch.cat(samples)
-    if not (dev.type != "cpu" if sync_free is None else sync_free):
-        if not math.isfinite(flat.sum().item()):  # rare: drop non-finite values (CPU: reading is free)
-            samples = [s[torch.isfinite(s)] for s in samples]
-            flat = torch.cat(samples)
-        # aminmax per sample beats a segmented reduction here (torch.segment_reduce is ~10x slower).
-        ranges = [torch.aminmax(s) if s.numel() else (flat.new_zeros(()), flat.new_zeros(())) for s in samples]
-        lo, hi = torch.stack([r[0] for r in ranges]), torch.stack([r[1] for r in ranges])
-        lo_l, hi_l = lo.tolist(), hi.tolist()
-        # A floor on the range keeps bins/range finite; a constant tensor lands in bin 0.
-        sc_l = [bins / max(h - l, 1e-30) for l, h in zip(lo_l, hi_l)]
-        # Tensor i is mapped onto [i*bins, (i+1)*bins), so one bincount counts them all.
-        torch._foreach_mul_(samples, sc_l)
-        torch._foreach_add_(samples, [i * bins - l * c for i, (l, c) in enumerate(zip(lo_l, sc_l))])
-        torch._foreach_clamp_min_(samples, [float(i * bins) for i in range(n)])
-        torch._foreach_clamp_max_(samples, [i * bins + bins - 0.5 for i in range(n)])
-        idx = torch.cat(samples).to(torch.int64)
-        return torch.bincount(idx, minlength=n * bins).reshape(n, bins).float(), lo, hi
-    # Device path: fixed shapes and nothing copied from the host (a host-to-device copy of segment
-    # lengths, or bincount sizing its output, would make the CPU wait for the GPU).
     seg = torch.cat([torch.full((s.numel(),), i, device=dev, dtype=torch.int64) for i, s in enumerate(samples)])
     finite = torch.isfinite(flat)
     inf = torch.full((n,), float("inf"), device=dev)
     lo = inf.scatter_reduce(0, seg, torch.where(finite, flat, inf[0]), "amin")
     hi = (-inf).scatter_reduce(0, seg, torch.where(finite, flat, -inf[0]), "amax")
     lo, hi = torch.nan_to_num(lo, 0.0, 0.0, 0.0), torch.nan_to_num(hi, 0.0, 0.0, 0.0)
-    scale = bins / (hi - lo).clamp_min(1e-30)
+    scale = (bins * HIST_SPAN) / (hi - lo).clamp_min(1e-30)
     pos = (flat - lo[seg]) * scale[seg]
     idx = torch.nan_to_num(pos, 0.0, 0.0, 0.0).to(torch.int64).clamp_(0, bins - 1) + seg * bins
     counts = torch.zeros(n * bins, device=dev).scatter_add_(0, idx, finite.float())
@@ -115,32 +98,27 @@ def fixed_histogram(x: torch.Tensor, bins: int, lo: float, hi: float) -> torch.T
     return torch.zeros(bins, device=x.device).scatter_add_(0, idx, torch.ones_like(x, dtype=torch.float32))
 
 
-def activation_stats(module: nn.Module, out: torch.Tensor, *, sync_free: bool | None = None):
+def activation_stats(module: nn.Module, out: torch.Tensor) -> torch.Tensor:
     """[mean, std, frac_zero, frac_dead, frac_saturated, nonfinite] of one module output (order =
-    runstore.tags.ACT_STATS): a list of floats for a CPU tensor, else one float32 vector on the
-    output's device (never read back, so the GPU is not waited on). `sync_free` forces a path."""
+    runstore.tags.ACT_STATS) as one float32 vector on the output's device, never read back, so the
+    GPU is not waited on. cpu_stats.activation_stats is the CPU twin."""
     x = out.detach()
     if x.dtype != torch.float32:
         x = x.float()  # autocast outputs (fp16/bf16): reduce in float32
-    if not (x.device.type != "cpu" if sync_free is None else sync_free):
-        return _activation_stats_cpu(module, x)
     n = x.numel()
     total = x.sum()
     mean = total / n
     d = (x - mean).reshape(-1)
-    # Two-pass variance through a BLAS dot: as exact as torch.std and several times faster on CPU.
+    # Two-pass variance through a dot product: as exact as torch.std and several times faster.
     std = torch.sqrt(torch.dot(d, d) / max(n - 1, 1))
     nan = torch.full((), float("nan"), device=x.device)
+    frac_zero = 1.0 - torch.count_nonzero(x) / n
+    frac_dead = nan
     if x.ndim >= 2:
         dim = unit_dim(module, x.ndim)
-        # A unit is dead when its largest |output| over the batch is 0 (4x faster than counting
-        # non-zeros per unit on CPU).
+        # A unit is dead when its largest |output| over the batch is 0.
         peak = x.abs().amax(dim=tuple(i for i in range(x.ndim) if i != dim))
-        frac_zero = 1.0 - torch.count_nonzero(x) / n
         frac_dead = (peak == 0).sum() / peak.numel()
-    else:
-        frac_zero = 1.0 - torch.count_nonzero(x) / n
-        frac_dead = nan
     bounds = saturation_bounds(module)
     if bounds is None:
         frac_sat = nan
@@ -152,38 +130,12 @@ def activation_stats(module: nn.Module, out: torch.Tensor, *, sync_free: bool | 
     return torch.stack([mean, std, frac_zero, frac_dead, frac_sat, nonfinite])
 
 
-def _activation_stats_cpu(module: nn.Module, x: torch.Tensor) -> list[float]:
-    """The same numbers with as few ops as possible: on the CPU, per-op dispatch dominates and
-    reading a result costs nothing, so the arithmetic on scalars is done in Python."""
-    n = x.numel()
-    total = x.sum().item()
-    mean = total / n
-    d = (x - mean).reshape(-1)
-    std = math.sqrt(torch.dot(d, d).item() / max(n - 1, 1))
-    frac_zero = 1.0 - torch.count_nonzero(x).item() / n
-    frac_dead = math.nan
-    if x.ndim >= 2:
-        dim = unit_dim(module, x.ndim)
-        peak = x.abs().amax(dim=tuple(i for i in range(x.ndim) if i != dim))
-        frac_dead = (peak.numel() - torch.count_nonzero(peak).item()) / peak.numel()
-    frac_sat = math.nan
-    bounds = saturation_bounds(module)
-    if bounds is not None:
-        lo, hi = bounds
-        half = (hi - lo) / 2
-        frac_sat = torch.count_nonzero((x - (lo + half)).abs_() >= half * (1 - 2 * SATURATION_MARGIN)).item() / n
-    nonfinite = 0.0 if math.isfinite(total) else float(n - torch.count_nonzero(torch.isfinite(x)).item())
-    return [mean, std, frac_zero, frac_dead, frac_sat, nonfinite]
-
-
 def param_stats(grads: list[torch.Tensor]) -> torch.Tensor:
-    """[norm, abs_mean, nonfinite] per tensor, shape (len(grads), 3), for tensors on one device."""
+    """[norm, abs_mean, nonfinite] per tensor, shape (len(grads), 3), for tensors on one device
+    (cpu_stats.param_stats is the CPU twin)."""
     norms = torch.stack(torch._foreach_norm(grads)).float()
     l1 = torch.stack([n / g.numel() for n, g in zip(torch._foreach_norm(grads, 1), grads)]).float()
-    if norms.device.type == "cpu" and bool(torch.isfinite(norms).all()):
-        nonfinite = torch.zeros_like(norms)
-    else:
-        nonfinite = torch.stack([g.numel() - torch.count_nonzero(torch.isfinite(g)) for g in grads]).float()
+    nonfinite = torch.stack([g.numel() - torch.count_nonzero(torch.isfinite(g)) for g in grads]).float()
     return torch.stack([norms, l1, nonfinite], dim=1)
 
 
