@@ -3,9 +3,10 @@ tensor's own memory.
 
 Why a second implementation: on a GPU the cost that matters is waiting for the device, so
 reductions.py keeps every result on the device and never reads it back. On a CPU nothing is waited
-for; the cost is per-operation dispatch. A torch op costs ~5-10 us before it touches data and a
-numpy call ~1 us, and a small layer (a 128x256 activation) needs about ten of them, so dispatch is
-most of a probe's cost: numpy takes a layer's statistics from ~120 us to ~45 us.
+for; the cost is dispatch plus passes over memory. A torch op costs ~5-10 us before it touches data
+and a numpy call ~1 us, and BLAS dots give sums and norms in one pass without a temporary: numpy
+takes a 128x256 activation's statistics from ~120 us to ~45 us. What is left is mostly the passes
+themselves (see the README's overhead section).
 tests/test_probes_reductions.py checks that both implementations give the same numbers.
 
 Callers wrap these in np.errstate(all="ignore"): NaN/Inf in a user's tensors are counted and
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .reductions import HIST_SPAN, SATURATION_MARGIN, saturation_bounds, unit_dim
+from .reductions import HIST_SPAN, SATURATION_MARGIN, sample_stride, saturation_bounds, unit_dim
 
 
 def as_numpy(x: torch.Tensor) -> np.ndarray:
@@ -87,15 +88,16 @@ def activation_stats(module: nn.Module, a: np.ndarray, info: tuple | None = None
 
 
 def strided(a: np.ndarray, sample: int) -> np.ndarray:
-    """A view of at most `sample` evenly strided elements of a flat array (the elements
+    """A flat view of at most `sample` evenly strided elements of a (the elements
     reductions.hist_sample takes)."""
-    step = -(-a.size // sample)
-    return a[::step] if step > 1 else a
+    flat = a.reshape(-1)
+    step = sample_stride(flat.size, sample)
+    return flat[::step] if step > 1 else flat
 
 
 def hist_sample(a: np.ndarray, sample: int) -> np.ndarray:
     """A copy of strided(a): the tensor behind `a` may be changed in place before it is binned."""
-    return strided(a.reshape(-1), sample).copy()
+    return strided(a, sample).copy()
 
 
 class HistogramBinner:

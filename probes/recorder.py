@@ -28,6 +28,9 @@ CALIBRATION_BINS = 15
 # What logits_stats returns, in order.
 _LOGIT_STATS = ("confidence", "entropy", "accuracy")
 _LOGIT_STATS_SET = frozenset(_LOGIT_STATS)
+# One tag per parameter name, by kind (Recorder._group_tags).
+_PER_PARAM_TAG = {"grad_hist": tags.grad, "update": tags.update_ratio, "weight_hist": tags.weight,
+                  "weight": lambda n: tags.weight(n, "norm")}
 # The copy of the weights taken before each sampled optimizer step is kept between sampled steps
 # when it is this small (allocating it afresh costs page faults every time); a larger model gets
 # the memory back in between.
@@ -205,12 +208,10 @@ class Recorder:
         key = (kind, names)
         got = self._tag_cache.get(key)
         if got is None:
-            per_name = {"grad_hist": tags.grad, "update": tags.update_ratio, "weight_hist": tags.weight,
-                        "weight": lambda n: tags.weight(n, "norm")}
             if kind == "grad":
                 got = tuple(tags.grad(n, s) for n in names for s in tags.GRAD_STATS)
             else:
-                got = tuple(per_name[kind](n) for n in names)
+                got = tuple(_PER_PARAM_TAG[kind](n) for n in names)
             self._tag_cache[key] = got
         return got
 
@@ -221,7 +222,7 @@ class Recorder:
         k = self.options.hist_sample
         if isinstance(x, np.ndarray):
             if x.size:
-                self._np_queue.append((tag, step, C.hist_sample(x, k) if copy else C.strided(x.reshape(-1), k)))
+                self._np_queue.append((tag, step, C.hist_sample(x, k) if copy else C.strided(x, k)))
         elif x.numel():
             self._hist_queue.append((tag, step, R.hist_sample(x, k)))
 

@@ -59,11 +59,17 @@ def first_tensor(output):
     return None
 
 
+def sample_stride(n: int, sample: int) -> int:
+    """Every how many elements a histogram sample of at most `sample` elements out of n takes one
+    (shared with cpu_stats, so both implementations bin the same elements)."""
+    return -(-n // sample)
+
+
 def hist_sample(x: torch.Tensor, sample: int) -> torch.Tensor:
     """A float32 copy of at most `sample` evenly strided elements of x, for batched_histograms.
     A copy, because the tensor may be changed in place before the histogram is computed."""
     flat = x.detach().reshape(-1)
-    step = -(-flat.numel() // sample)
+    step = sample_stride(flat.numel(), sample)
     if step > 1:
         flat = flat[::step]
     return flat.float() if flat.dtype != torch.float32 else flat.clone()
