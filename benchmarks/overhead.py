@@ -1,13 +1,15 @@
 """Overhead of probes vs a bare loop vs the usual do-it-yourself TensorBoard loop.
 
-Runs every variant side by side in one process, interleaved over several rounds (so drift in
-machine load hits all of them alike), and prints each one's median time per step and its median
-ratio to the bare loop of the same round. Usage: python benchmarks/overhead.py [--steps 200] [--rounds 5] [--device cpu|cuda]
+Runs every variant side by side in one process: each has its own model, and within a round they
+take turns, --chunk steps at a time, so drift in machine load hits all of them alike. Prints each
+variant's median time per step and the median over rounds of its ratio to the bare loop of the
+same round. Usage: python benchmarks/overhead.py [--steps 200] [--rounds 5] [--chunk 25] [--device cpu|cuda]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import tempfile
@@ -77,47 +79,95 @@ class DIYTensorBoard:
         self.w.close()
 
 
-def run_variant(variant: str, workload: str, steps: int, device: str, tmp: Path) -> float:
-    """Seconds per step of one variant (after a short warm-up)."""
-    torch.manual_seed(0)
-    build, shape = WORKLOADS[workload]
-    model = build().to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    xs = torch.randn(8, *shape, device=device)
-    ys = torch.randint(0, 10, (8, shape[0]), device=device)
-    rec = diy = None
-    kind, _, arg = variant.partition(":")
-    if kind == "probes":
-        opts = {} if arg == "default" else {"every": int(arg)}
-        rec = probes.attach(model, opt, run_dir=tmp / f"{variant}-{time.time_ns()}".replace(":", "_"), **opts)
-    elif kind == "diy_tb":
-        diy = DIYTensorBoard(model, str(tmp / f"tb-{time.time_ns()}"), int(arg))
-    warmup = 10
-    for i in range(steps + warmup):
-        if i == warmup:
-            if device == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-        x, y = xs[i % 8], ys[i % 8]
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if diy:
-            diy.before_step()
-        opt.step()
+class Variant:
+    """One variant's own model, optimizer, data and recorder (or DIY writer), so that every variant
+    can run a few steps at a time in turn."""
+
+    def __init__(self, variant: str, workload: str, device: str, tmp: Path):
+        torch.manual_seed(0)
+        build, shape = WORKLOADS[workload]
+        self.device, self.i = device, 0
+        self.model = build().to(device)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
+        self.xs = torch.randn(8, *shape, device=device)
+        self.ys = torch.randint(0, 10, (8, shape[0]), device=device)
+        self.rec = self.diy = None
+        kind, _, arg = variant.partition(":")
+        if kind == "probes":
+            # Turns stretch wall time: without this, the 2 s flush timer would flush every turn, far
+            # more often than in a real run of these loops, where flush_steps (200) comes first.
+            opts = {"flush_secs": 1e9} if arg == "default" else {"every": int(arg), "flush_secs": 1e9}
+            self.rec = probes.attach(self.model, self.opt, run_dir=tmp / f"{variant}-{time.time_ns()}".replace(":", "_"),
+                                     **opts)
+        elif kind == "diy_tb":
+            self.diy = DIYTensorBoard(self.model, str(tmp / f"tb-{time.time_ns()}"), int(arg))
+
+    def run(self, steps: int) -> float:
+        """Seconds taken by the next `steps` training steps."""
+        model, opt, rec, diy = self.model, self.opt, self.rec, self.diy
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for i in range(self.i, self.i + steps):
+            x, y = self.xs[i % 8], self.ys[i % 8]
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if diy:
+                diy.before_step()
+            opt.step()
+            if rec:
+                rec.record_step(loss, logits=logits, targets=y)
+            if diy:
+                diy.after_step(loss)
+        # Background writer threads finish this variant's work now, charged to it, not the next one.
         if rec:
-            rec.record_step(loss, logits=logits, targets=y)
+            rec._sink.drain()
         if diy:
-            diy.after_step(loss)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    dt = (time.perf_counter() - t0) / steps
-    if rec:
-        rec.close()
-    if diy:
-        diy.close()
-    return dt
+            diy.w.flush()
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        self.i += steps
+        return time.perf_counter() - t0
+
+    def close(self):
+        if self.rec:
+            self.rec.close()
+        if self.diy:
+            self.diy.close()
+
+
+def measure(variants: list[str], workload: str, steps: int, rounds: int, chunk: int, device: str, tmp: Path,
+            slow_steps: int, settle: float = 0.15) -> dict[str, list[float]]:
+    """Seconds per step of each variant in each round. Within a round the variants take turns, a
+    chunk of steps at a time, so a slow spell of a shared machine hits all of them alike."""
+    runners = {v: Variant(v, workload, device, tmp) for v in variants}
+    try:
+        for r in runners.values():
+            r.run(10)  # warm-up: first-call allocations, the recorder's caches
+        times = {v: [] for v in variants}
+        for rnd in range(rounds):
+            total = dict.fromkeys(variants, 0.0)
+            done = dict.fromkeys(variants, 0)
+            order = random.Random(rnd).sample(variants, len(variants))  # no variant always follows the same one
+            while any(done[v] < (slow_steps if v == "diy_tb:1" else steps) for v in variants):
+                for v in order:
+                    want = slow_steps if v == "diy_tb:1" else steps
+                    n = min(max(chunk * want // steps, 1), want - done[v])
+                    if n > 0:
+                        total[v] += runners[v].run(n)
+                        done[v] += n
+                        # Untimed pause: OpenBLAS worker threads busy-wait ~0.1 s after a threaded
+                        # numpy call (the DIY loop makes many) and would slow whichever variant ran
+                        # next; measured, a bare loop after a DIY turn ran 1.7x slower.
+                        time.sleep(settle)
+            for v in variants:
+                times[v].append(total[v] / done[v])
+        return times
+    finally:
+        for r in runners.values():
+            r.close()
 
 
 def main(argv=None):
@@ -126,6 +176,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--workloads", default="mlp,cnn")
+    ap.add_argument("--chunk", type=int, default=25, help="steps a variant runs before the next one takes its turn")
+    ap.add_argument("--settle", type=float, default=0.15, help="untimed seconds between turns")
     ap.add_argument("--diy-steps", type=int, default=None,
                     help="steps for the slow DIY-TensorBoard variants (default: steps/4)")
     args = ap.parse_args(argv)
@@ -135,15 +187,12 @@ def main(argv=None):
               "probes:50": "probes, every 50 steps", "diy_tb:1": "DIY TensorBoard, every step",
               "diy_tb:10": "DIY TensorBoard, every 10 steps", "diy_tb:50": "DIY TensorBoard, every 50 steps"}
     print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
-          f"steps={args.steps} rounds={args.rounds} default every={probes.ProbeOptions().every}")
+          f"steps={args.steps} rounds={args.rounds} chunk={args.chunk} default every={probes.ProbeOptions().every}")
     with tempfile.TemporaryDirectory() as tmp:
         for wl in args.workloads.split(","):
-            times = {v: [] for v in variants}
-            for _ in range(args.rounds):
-                for v in variants:
-                    # DIY TensorBoard every step is ~50x slower: fewer steps keep the run short.
-                    n = (args.diy_steps or max(args.steps // 4, 20)) if v == "diy_tb:1" else args.steps
-                    times[v].append(run_variant(v, wl, n, args.device, Path(tmp)))
+            # DIY TensorBoard every step is ~50x slower: fewer steps keep the run short.
+            times = measure(variants, wl, args.steps, args.rounds, args.chunk, args.device, Path(tmp),
+                            args.diy_steps or max(args.steps // 4, 20), args.settle)
             med = {v: statistics.median(t) for v, t in times.items()}
             # Each variant against the bare loop of the same round, then the median over rounds:
             # a slow spell of a shared machine then moves both sides of a ratio together.

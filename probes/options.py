@@ -22,12 +22,14 @@ class ProbeOptions:
     # 40 equal-width bins between the tensor's own min and max: enough to see a spike at zero
     # (dead ReLUs) or mass piling at +-1 (saturation) without bloating the run store.
     hist_bins: int = 40
-    # Histograms of tensors larger than this describe an evenly strided sample of at most this many
-    # elements (its range and counts); statistics (mean, std, fractions, norms) always use every
-    # element. 2,048 samples put ~50 per bin on average: a bin holding 10% of the mass is estimated
-    # within +-0.7 percentage points (binomial standard error), finer than a heatmap's colour scale
-    # shows. On a CPU, binning is the largest per-element cost of every-step recording; 4,096
-    # samples cost ~0.1 ms more per step on the reference MLP (benchmarks/overhead.py).
+    # Histograms of tensors larger than this describe a sample of at most this many elements, taken
+    # as evenly spaced runs of 8 (reductions.sample_runs); statistics (mean, std, fractions, norms)
+    # always use every element. 2,048 samples put ~50 per bin on average: a bin holding 10% of the
+    # mass is estimated within +-0.7 percentage points (binomial standard error) when neighbouring
+    # elements are unrelated, and within +-1.9 points in the worst case of each run of 8 being
+    # alike (then only the 256 runs count), finer than a heatmap's colour scale shows. On a CPU,
+    # histograms are the largest per-element cost of every-step recording; 4,096 samples cost
+    # ~0.1 ms more per step on the reference MLP (benchmarks/overhead.py).
     hist_sample: int = 2048
     record_histograms: bool = True
     # Which modules get activation hooks: None = every module with its own parameters or that is

@@ -19,6 +19,7 @@ from . import cpu_stats as C
 from . import reductions as R
 from .hooks import HookSet
 from .options import ProbeOptions
+from .param_plan import Plan
 from .sink import TensorBoardMirror, WriterThread
 from .summary import clean_name, device_of, model_summary, optimizer_summary
 
@@ -28,9 +29,9 @@ CALIBRATION_BINS = 15
 # What logits_stats returns, in order.
 _LOGIT_STATS = ("confidence", "entropy", "accuracy")
 _LOGIT_STATS_SET = frozenset(_LOGIT_STATS)
-# One tag per parameter name, by kind (Recorder._group_tags).
-_PER_PARAM_TAG = {"grad_hist": tags.grad, "update": tags.update_ratio, "weight_hist": tags.weight,
-                  "weight": lambda n: tags.weight(n, "norm")}
+_NONE = frozenset()
+_ZERO, _ONE = np.zeros(1), np.ones(1)  # the range of a confidence histogram (never written to)
+_LR_TAGS = tuple(tags.lr(i) for i in range(16))
 # The copy of the weights taken before each sampled optimizer step is kept between sampled steps
 # when it is this small (allocating it afresh costs page faults every time); a larger model gets
 # the memory back in between.
@@ -88,10 +89,8 @@ class Recorder:
         self._np_queue: list[tuple] = []  # (tag, step, numpy sample) waiting to be binned
         self._binner = C.HistogramBinner(opts.hist_bins)
         self._tag_cache: dict = {}  # tag tuples are built once per layer, not on every call
-        self._layer_info: dict = {}  # (id(module), ndim) -> cpu_stats.layer_info
-        self._weight_copy: list[torch.Tensor] | None = None  # reused while consecutive steps are sampled
-        self._weight_copy_of: tuple = ()
-        self._weight_copy_bytes = 0
+        self._layer_info: dict = {}  # (module, ndim) -> cpu_stats.layer_info
+        self._plans: dict[tuple, Plan] = {}  # ids of the parameters with gradients -> param_plan.Plan
         self._meta_known = {"n_classes": opts.meta["n_classes"]} if "n_classes" in opts.meta else {}
         self._meta_pending: dict = {}
         self._last_flush_step, self._last_flush_time = 0, time.monotonic()
@@ -103,7 +102,7 @@ class Recorder:
         self._calls: dict[str, int] = {}
         self._forward_done = False
         self._opt_calls = self._opt_calls_seen = 0
-        self._before: dict | None = None
+        self._pending: Plan | None = None  # between the optimizer's pre- and post-step hooks
         if optimizer is not None:
             self._persistent.add(optimizer.register_step_pre_hook(self._on_opt_pre))
             self._persistent.add(optimizer.register_step_post_hook(self._on_opt_post))
@@ -168,68 +167,52 @@ class Recorder:
             self._forward_done = True
 
     def _make_act_hook(self, name: str):
+        first_tags = self._act_tags(name, 1)
+
         def hook(module, args, output):
             if self._forward_done or not torch.is_grad_enabled():
                 return
             try:
-                x = R.first_tensor(output)
+                if type(output) is torch.Tensor:  # the common case, without first_tensor's search
+                    x = output if output.is_floating_point() else None
+                else:
+                    x = R.first_tensor(output)
                 if x is None or x.numel() == 0:
                     return
-                n = self._calls.get(name, 0) + 1
-                self._calls[name] = n
-                stat_tags, hist_tag = self._act_tags(name, n)
+                calls = self._calls
+                n = calls[name] = calls.get(name, 0) + 1
+                stat_tags, hist_tag = first_tags if n == 1 else self._act_tags(name, n)
                 step = self.step + 1
                 # Reduced now, not later: an in-place op (ReLU(inplace=True)) may overwrite x next.
-                if x.device.type == "cpu":
+                if x.is_cpu:
                     x = C.as_numpy(x)
-                    info = self._layer_info.get((id(module), x.ndim))
+                    info = self._layer_info.get((module, x.ndim))
                     if info is None:
-                        info = self._layer_info[(id(module), x.ndim)] = C.layer_info(module, x.ndim)
+                        info = self._layer_info[(module, x.ndim)] = C.layer_info(module, x.ndim)
                     with np.errstate(all="ignore"):
                         self._rows.append((stat_tags, step, C.activation_stats(module, x, info)))
+                    if self.options.record_histograms:
+                        self._np_queue.append((hist_tag, step, C.hist_sample(x, self.options.hist_sample)))
                 else:
                     self._dev.append(("vec", stat_tags, step, R.activation_stats(module, x)))
-                if self.options.record_histograms:
-                    self._add_hist(hist_tag, step, x)
+                    if self.options.record_histograms:
+                        self._hist_queue.append((hist_tag, step, R.hist_sample(x, self.options.hist_sample)))
             except Exception as e:  # a probe must never break the user's forward pass
                 self._event(self.step + 1, "warning", f"activation probe on {name} failed: {e!r}")
         return hook
 
     def _act_tags(self, name: str, call: int) -> tuple[tuple, str]:
-        key = (name, call)
+        key = name if call == 1 else (name, call)
         got = self._tag_cache.get(key)
         if got is None:
             tag_name = name if call == 1 else f"{name}#{call}"
             got = self._tag_cache[key] = (tuple(tags.act(tag_name, s) for s in tags.ACT_STATS), tags.act(tag_name))
         return got
 
-    def _group_tags(self, kind: str, names: tuple) -> tuple:
-        """Tags of one per-parameter quantity for a list of parameter names, built once."""
-        key = (kind, names)
-        got = self._tag_cache.get(key)
-        if got is None:
-            if kind == "grad":
-                got = tuple(tags.grad(n, s) for n in names for s in tags.GRAD_STATS)
-            else:
-                got = tuple(_PER_PARAM_TAG[kind](n) for n in names)
-            self._tag_cache[key] = got
-        return got
-
-    def _add_hist(self, tag: str, step: int, x: torch.Tensor | np.ndarray, *, copy: bool = True) -> None:
-        """Queue a sample of x for binning at the end of the step: a numpy array (a CPU tensor's
-        data, see cpu_stats) or a tensor on another device. copy=False keeps a view instead, for
-        arrays that cannot change before the end of the step (weights after the optimizer step)."""
-        k = self.options.hist_sample
-        if isinstance(x, np.ndarray):
-            if x.size:
-                self._np_queue.append((tag, step, C.hist_sample(x, k) if copy else C.strided(x, k)))
-        elif x.numel():
-            self._hist_queue.append((tag, step, R.hist_sample(x, k)))
-
     def _bin_queued_hists(self) -> None:
         """Bin every histogram sampled during this step in one batched pass per device."""
         queue, self._hist_queue = self._hist_queue, []
-        for items in _group_by_device(queue, key=lambda it: it[2].device):
+        for items in _group_by_device(queue, lambda it: it[2]):
             counts, lo, hi = R.batched_histograms([it[2] for it in items], self.options.hist_bins)
             self._dev.append(("hists", tuple((it[0], it[1]) for it in items), 0,
                               torch.cat([counts.reshape(-1), lo.float(), hi.float()])))
@@ -241,11 +224,24 @@ class Recorder:
             self._host_hists.append((hist_tags, queue[0][1], lo, hi, counts))
 
     # -- optimizer hooks ---------------------------------------------------------------------
-    def _opt_params(self, optimizer) -> list[tuple[str, torch.Tensor]]:
-        out = []
+    def _plan(self, params: list[torch.Tensor], named) -> Plan:
+        """The cached plan for these parameters (see param_plan); named() gives their names when a
+        new one has to be made."""
+        key = tuple(map(id, params))
+        plan = self._plans.get(key)
+        if plan is None or not plan.matches(params):
+            if len(self._plans) > 8:  # the set keeps changing (e.g. layers frozen and thawed)
+                self._plans.clear()
+            plan = self._plans[key] = Plan(named())
+        return plan
+
+    def _opt_names(self, optimizer, params: list[torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+        """Names of the optimizer's parameters; one that is not in the model is named by position."""
+        wanted, out = {id(p) for p in params}, []
         for gi, g in enumerate(optimizer.param_groups):
             for pi, p in enumerate(g["params"]):
-                out.append((self._param_names.get(id(p)) or f"group{gi}.param{pi}", p))
+                if id(p) in wanted:
+                    out.append((self._param_names.get(id(p)) or f"group{gi}.param{pi}", p))
         return out
 
     def _on_opt_pre(self, optimizer, args, kwargs):
@@ -253,68 +249,67 @@ class Recorder:
         if not self._sampling:
             return
         try:
-            named = [(n, p) for n, p in self._opt_params(optimizer) if p.grad is not None]
-            self._record_grads(named, self.step + 1)
-            # A copy of the weights, to measure this step's update once the optimizer has applied it.
-            params = [p.detach() for _, p in named]
-            key = tuple(id(p) for p in params)
-            if self._weight_copy is None or key != self._weight_copy_of:
-                self._weight_copy, self._weight_copy_of = torch._foreach_clone(params), key
-                self._weight_copy_bytes = sum(p.numel() * p.element_size() for p in params)
-            else:
-                torch._foreach_copy_(self._weight_copy, params)  # one call, no fresh allocation
-            self._before = [(n, p, old) for (n, p), old in zip(named, self._weight_copy)]
+            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            plan = self._plan(params, lambda: self._opt_names(optimizer, params))
+            self._record_grads(plan, self.step + 1)
+            for group in plan.groups:  # to measure this step's update once the optimizer has applied it
+                group.snapshot()
+            self._pending = plan
         except Exception as e:
-            self._weight_copy = None
+            self._plans.clear()
             self._event(self.step + 1, "warning", f"gradient probe failed: {e!r}")
 
     def _on_opt_post(self, optimizer, args, kwargs):
-        if not self._sampling or self._before is None:
+        if not self._sampling or self._pending is None:
             return
-        before, self._before = self._before, None
+        plan, self._pending = self._pending, None
         step = self.step + 1
+        k, hists = self.options.hist_sample, self.options.record_histograms
         try:
-            for dev_items in _group_by_device(before, key=lambda it: it[1].device):
-                names = tuple(n for n, _, _ in dev_items)
-                now = [p.detach() for _, p, _ in dev_items]
-                old = [b for _, _, b in dev_items]
-                ratio_tags, norm_tags = self._group_tags("update", names), self._group_tags("weight", names)
-                if now[0].device.type == "cpu":
-                    now = [C.as_numpy(w).reshape(-1) for w in now]
-                    ratios, norms = C.update_stats([C.as_numpy(b).reshape(-1) for b in old], now)
-                    self._rows.append((ratio_tags, step, ratios))
-                    self._rows.append((norm_tags, step, norms))
-                else:
-                    w_old = torch.stack(torch._foreach_norm(old)).float()
-                    torch._foreach_sub_(old, now)  # the copy becomes -(this step's update)
-                    dw = torch.stack(torch._foreach_norm(old)).float()
-                    # Undefined for a parameter that was exactly zero (e.g. zero-initialised biases).
-                    ratio = torch.where(w_old > 0, dw / w_old.clamp_min(torch.finfo(torch.float32).tiny),
-                                        torch.full_like(w_old, float("nan")))
-                    self._dev.append(("vec", ratio_tags, step, ratio))
-                    self._dev.append(("vec", norm_tags, step, torch.stack(torch._foreach_norm(now)).float()))
-                if self.options.record_histograms:
-                    for tag, w in zip(self._group_tags("weight_hist", names), now):
-                        self._add_hist(tag, step, w, copy=False)
+            for group in plan.groups:
+                if group.cpu:
+                    now = group.weights_np()
+                    with np.errstate(all="ignore"):  # exploding weights overflow float32 squares
+                        ratios, norms = C.update_stats(group.old_np(), now)
+                    self._rows.append((group.update_tags, step, ratios))
+                    self._rows.append((group.weight_tags, step, norms))
+                    if hists:
+                        self._np_queue.extend([(t, step, C.hist_sample(w, k))
+                                               for t, w in zip(group.weight_hist_tags, now) if w.size])
+                    continue
+                old, now = group.copy, [p.detach() for p in group.params]
+                w_old = torch.stack(torch._foreach_norm(old)).float()
+                torch._foreach_sub_(old, now)  # the copy becomes -(this step's update)
+                dw = torch.stack(torch._foreach_norm(old)).float()
+                # Undefined for a parameter that was exactly zero (e.g. zero-initialised biases).
+                ratio = torch.where(w_old > 0, dw / w_old.clamp_min(torch.finfo(torch.float32).tiny),
+                                    torch.full_like(w_old, float("nan")))
+                self._dev.append(("vec", group.update_tags, step, ratio))
+                self._dev.append(("vec", group.weight_tags, step, torch.stack(torch._foreach_norm(now)).float()))
+                if hists:
+                    self._hist_queue.extend([(t, step, R.hist_sample(w, k))
+                                             for t, w in zip(group.weight_hist_tags, now) if w.numel()])
         except Exception as e:
             self._event(step, "warning", f"update-ratio probe failed: {e!r}")
-        if not self._is_sampled(step + 1) and self._weight_copy_bytes > KEEP_WEIGHT_COPY_BYTES:
-            self._weight_copy = None  # a large model: give the memory back until the next sampled step
+        if not self._is_sampled(step + 1) and plan.copy_bytes > KEEP_WEIGHT_COPY_BYTES:
+            plan.release_copies()  # a large model: give the memory back until the next sampled step
 
-    def _record_grads(self, named: list[tuple[str, torch.Tensor]], step: int) -> None:
-        for items in _group_by_device(named, key=lambda it: it[1].device):
-            names = tuple(n for n, _ in items)
-            grads = [p.grad.detach() for _, p in items]
-            stat_tags = self._group_tags("grad", names)
-            on_cpu = grads[0].device.type == "cpu"
-            if on_cpu:
-                grads = [C.as_numpy(g).reshape(-1) for g in grads]
-                self._rows.append((stat_tags, step, C.param_stats(grads)))
+    def _record_grads(self, plan: Plan, step: int) -> None:
+        k, hists = self.options.hist_sample, self.options.record_histograms
+        for group in plan.groups:
+            if group.cpu:
+                grads = [C.as_numpy(p.grad).reshape(-1) for p in group.params]
+                with np.errstate(all="ignore"):  # exploding gradients overflow float32 squares
+                    self._rows.append((group.grad_tags, step, C.param_stats(grads)))
+                if hists:
+                    self._np_queue.extend([(t, step, C.hist_sample(g, k))
+                                           for t, g in zip(group.grad_hist_tags, grads) if g.size])
             else:
-                self._dev.append(("vec", stat_tags, step, R.param_stats(grads).reshape(-1)))
-            if self.options.record_histograms:
-                for tag, g in zip(self._group_tags("grad_hist", names), grads):
-                    self._add_hist(tag, step, g)  # a copy: the optimizer may change grads in place
+                grads = [p.grad.detach() for p in group.params]
+                self._dev.append(("vec", group.grad_tags, step, R.param_stats(grads).reshape(-1)))
+                if hists:
+                    self._hist_queue.extend([(t, step, R.hist_sample(g, k))
+                                             for t, g in zip(group.grad_hist_tags, grads) if g.numel()])
 
     # -- the user's calls --------------------------------------------------------------------
     def _check_open(self, what: str) -> None:
@@ -334,7 +329,7 @@ class Recorder:
         opt = self._opt_ref() if self._opt_ref is not None else None
         if opt is not None:
             for gi, g in enumerate(opt.param_groups):
-                self._add_value(tags.lr(gi), step, g["lr"])
+                self._add_value(_LR_TAGS[gi] if gi < len(_LR_TAGS) else tags.lr(gi), step, g["lr"])
             if self._opt_calls == self._opt_calls_seen:
                 self._event(step, "skipped_step", "the optimizer did not step (e.g. GradScaler found inf/NaN "
                             "gradients and skipped the update)")
@@ -346,13 +341,13 @@ class Recorder:
                 if opt is None:  # without an optimizer, gradients are read here instead of pre-step
                     model = self._model_ref()
                     if model is not None:
-                        self._record_grads([(clean_name(n), p) for n, p in model.named_parameters()
-                                            if p.grad is not None], step)
+                        named = [(clean_name(n), p) for n, p in model.named_parameters() if p.grad is not None]
+                        self._record_grads(self._plan([p for _, p in named], lambda: named), step)
             except Exception as e:
                 self._event(step, "warning", f"step probe failed: {e!r}")
         if self._hist_queue or self._np_queue:
             self._bin_queued_hists()
-        self._before = None
+        self._pending = None
         self._maybe_flush(step)
         self._arm(step + 1)
 
@@ -378,14 +373,13 @@ class Recorder:
             self._meta_known["n_classes"] = self._meta_pending["n_classes"] = int(logits.shape[-1])
         bins = self.options.hist_bins
         conf_tag = tags.split_metric(split, "confidence")
-        if logits.device.type == "cpu":
+        if logits.is_cpu:
             with np.errstate(all="ignore"):
                 conf, vec, correct = C.logits_stats(logits, targets)
                 keep, keep_tags = self._logit_tags(split, explicit, correct is not None)
                 self._rows.append((keep_tags, step, [vec[i] for i in keep]))
                 if self.options.record_histograms or calibration:
-                    self._host_hists.append(((conf_tag,), step, np.zeros(1), np.ones(1),
-                                             C.fixed_histogram(conf, bins, 0.0, 1.0)[None]))
+                    self._host_hists.append(((conf_tag,), step, _ZERO, _ONE, C.fixed_histogram(conf, bins, 0.0, 1.0)[None]))
                 if calibration and correct is not None:
                     self._host_tables.append((tags.calibration(split), step,
                                               C.calibration_sums(conf, correct, CALIBRATION_BINS)))
@@ -404,7 +398,7 @@ class Recorder:
     def _logit_tags(self, split: str, explicit: dict, has_targets: bool) -> tuple[list[int], tuple]:
         """Which of [confidence, entropy, accuracy] to record (not those the caller passed
         explicitly, no accuracy without targets), and their tags."""
-        key = ("logits", split, frozenset(explicit) & _LOGIT_STATS_SET, has_targets)
+        key = ("logits", split, frozenset(explicit) & _LOGIT_STATS_SET if explicit else _NONE, has_targets)
         got = self._tag_cache.get(key)
         if got is None:
             keep = [i for i, n in enumerate(_LOGIT_STATS) if n not in explicit and (has_targets or n != "accuracy")]
@@ -416,7 +410,7 @@ class Recorder:
             if value.numel() != 1:
                 raise ValueError(f"{tag} must be a single number (a 0-d or 1-element tensor), got shape "
                                  f"{tuple(value.shape)}")
-            if value.device.type != "cpu":  # read at the next flush, so the GPU is not waited on here
+            if not value.is_cpu:  # read at the next flush, so the GPU is not waited on here
                 self._dev.append(("vec", (tag,), step, value.detach().reshape(1)))
                 return
             value = value.item()
@@ -443,7 +437,7 @@ class Recorder:
         self._dev, self._events, self._rows, self._host_hists, self._host_tables = [], [], [], [], []
         self._last_flush_step, self._last_flush_time = self.step, time.monotonic()
         layout, transfers = [], []
-        for items in _group_by_device(dev, key=lambda it: it[3].device):
+        for items in _group_by_device(dev, lambda it: it[3]):
             flat = torch.cat([t.reshape(-1).float() for _, _, _, t in items])
             ready = None
             if flat.device.type == "cuda":
@@ -471,6 +465,7 @@ class Recorder:
         self._closed = True
         self._act_hooks.remove()
         self._persistent.remove()
+        self._plans.clear()  # they hold the weight copies
         status = status or schema.FINISHED
         if status not in schema.STATUSES or status == schema.RUNNING:
             raise ValueError(f"status must be one of finished, failed, stopped; got {status!r}")
@@ -500,10 +495,14 @@ class Recorder:
         return f"Recorder(run_dir={str(self.run_dir)!r}, step={self.step}, closed={self._closed})"
 
 
-def _group_by_device(items, key):
+def _group_by_device(items, tensor_of):
+    """items in groups by the device of tensor_of(item). All on the CPU is the common case, and
+    tensor.is_cpu is much cheaper to ask than tensor.device."""
+    if all(tensor_of(it).is_cpu for it in items):
+        return [items] if items else []
     groups: dict = {}
     for it in items:
-        groups.setdefault(key(it), []).append(it)
+        groups.setdefault(tensor_of(it).device, []).append(it)
     return list(groups.values())
 
 

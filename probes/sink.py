@@ -77,6 +77,12 @@ class WriterThread:
                 if self.error is None:
                     self.error = e
                     warnings.warn(f"probes could not write to {self.writer.run_dir}: {e!r}", RuntimeWarning)
+            finally:
+                self._q.task_done()
+
+    def drain(self) -> None:
+        """Wait until every job submitted so far is written (benchmarks charge that time to the run)."""
+        self._q.join()
 
     def close(self, status: str, **meta) -> None:
         self._q.put(_STOP)

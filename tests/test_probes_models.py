@@ -183,6 +183,29 @@ def test_nan_and_inf_are_counted_and_never_crash(tmp_path):
     assert math.isfinite(h.lo[0]) and math.isfinite(h.hi[0])  # histograms keep the finite values
 
 
+def test_exploding_values_are_recorded_without_numpy_warnings(tmp_path):
+    """Finite values whose squares overflow float32 (an exploding network) give infinite norms,
+    not RuntimeWarnings on the user's console."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))
+    with torch.no_grad():
+        model[2].weight.fill_(1e30)
+    opt = torch.optim.SGD(model.parameters(), lr=1e10)
+    rec = probes.attach(model, opt, run_dir=tmp_path / "r", every=1)
+    x, y = torch.randn(8, 4), torch.zeros(8, dtype=torch.long)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(2):
+            logits = model(x)
+            loss = F.mse_loss(logits, torch.zeros_like(logits))  # ~1e60: inf in float32
+            opt.zero_grad(); loss.backward(); opt.step()
+            rec.record_step(loss, logits=logits, targets=y)
+        rec.close()
+    run = runstore.load_run(tmp_path / "r")
+    assert "warning" not in set(run.events.kind), run.events.message.tolist()
+    assert math.isinf(run.series(tags.weight("2.weight", "norm")).iloc[0])
+    assert run.series(tags.act("2", "nonfinite")).iloc[0] == 0  # huge, but finite
+
+
 def test_compiled_model_records_everything_but_activations(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))

@@ -51,15 +51,22 @@ def test_histogram_of_values_near_float32_limits():
     assert counts[1].tolist() == [2, 2, 2, 2]
 
 
-def test_large_tensors_are_histogrammed_from_a_strided_sample():
-    x = torch.arange(100_000, dtype=torch.float32)
+@pytest.mark.parametrize("n", [4097, 6000, 100_000, 1_000_003])
+def test_large_tensors_are_histogrammed_from_a_sample_spread_over_the_whole_tensor(n):
+    x = torch.arange(n, dtype=torch.float32)
     s = R.hist_sample(x, 4096)
-    assert 4096 // 2 < s.numel() <= 4096 and s[1] - s[0] == 25  # every 25th element
-    assert np.array_equal(C.hist_sample(C.as_numpy(x), 4096), s.numpy())  # the same elements on the CPU
-    view = C.strided(C.as_numpy(x), 4096)
+    assert 4096 // 2 < s.numel() <= 4096
+    runs = s.reshape(-1, R.SAMPLE_RUN)
+    assert (runs[:, 1:] - runs[:, :-1] == 1).all()  # runs of consecutive elements...
+    gaps = runs[1:, 0] - runs[:-1, 0]
+    assert (gaps == gaps[0]).all()  # ...evenly spaced...
+    assert s[0] == 0 and s[-1] >= n - 2 * gaps[0]  # ...from the start to (nearly) the end
+    c = C.hist_sample(C.as_numpy(x), 4096)
+    assert np.array_equal(c, s.numpy())  # the same elements on the CPU
     x[0] = 7.0
-    assert s[0] == 0.0  # a copy: later in-place changes do not reach it
-    assert view[0] == 7.0  # strided() is a view, for arrays binned before anything can change them
+    assert s[0] == 0.0 and c[0] == 0.0  # copies: later in-place changes do not reach them
+    small = torch.arange(100, dtype=torch.float32)
+    assert R.hist_sample(small, 4096).tolist() == C.hist_sample(C.as_numpy(small), 4096).tolist() == small.tolist()
 
 
 def test_unit_axis_for_linear_conv_and_sequence_outputs():
@@ -73,6 +80,20 @@ def test_unit_axis_for_linear_conv_and_sequence_outputs():
     conv1d = torch.zeros(4, 6, 7)
     conv1d[:, :2] = 1.0  # (N, C, L) from a Conv1d: 4 of 6 channels dead
     cases.append((nn.Conv1d(1, 6, 1), conv1d, 4 / 6))
+    # Units whose values cancel (sum exactly zero) are alive, not dead.
+    cancel = torch.zeros(4, 5)
+    cancel[0, 1], cancel[1, 1] = 3.0, -3.0
+    cancel[2, 2] = float("nan")
+    cases.append((nn.Linear(1, 5), cancel, 3 / 5))
+    cancel4d = torch.zeros(2, 3, 2, 2)
+    cancel4d[0, 0, 0, 0], cancel4d[1, 0, 1, 1] = -0.5, 0.5
+    cases.append((nn.Conv2d(1, 3, 1), cancel4d, 2 / 3))
+    # A Linear output too large for the matrix-vector path (cpu_stats.GEMV_MAX) is summed another way.
+    big = torch.zeros(300, 400)
+    big[:, :100] = 1.0
+    big[0, 150], big[1, 150] = 2.0, -2.0
+    assert big.numel() > C.GEMV_MAX
+    cases.append((nn.Linear(1, 400), big, 299 / 400))
     for module, x, dead in cases:
         assert C.activation_stats(module, C.as_numpy(x))[3] == pytest.approx(dead)
         assert R.activation_stats(module, x)[3].item() == pytest.approx(dead)

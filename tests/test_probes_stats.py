@@ -154,3 +154,39 @@ def test_learning_rate_per_group_and_extra_scalars(tmp_path):
     assert run.series("lr/group1").tolist() == [0.01, 0.005, 0.0025]
     assert run.series("train/my_metric").tolist() == [7.0, 7.0, 7.0]
     assert len(run.series("sys/wall_time")) == 3
+
+
+def test_weights_are_copied_into_one_buffer_reused_across_sampled_steps(tmp_path, monkeypatch):
+    """The update ratio needs the weights from before each step. Cloning the whole model every
+    sampled step doubles its memory traffic; the copy is made once and refilled in place."""
+    clones = []
+    real_clone = torch._foreach_clone
+    monkeypatch.setattr(torch, "_foreach_clone", lambda ts: clones.append(len(ts)) or real_clone(ts))
+    run, ref, _ = _train_with_reference(tmp_path, steps=4)
+    assert clones == [6]  # the first sampled step only: three Linear layers, weight and bias
+    w0, w1 = ref["before"][3]["fc1.weight"], ref["after"][3]["fc1.weight"]
+    assert run.series(tags.update_ratio("fc1.weight")).loc[4] == pytest.approx(((w1 - w0).norm() / w0.norm()).item(), rel=1e-4)
+
+
+def test_update_ratio_of_bfloat16_weights_on_consecutive_sampled_steps(tmp_path):
+    """Weights that are not float32 are converted for numpy on every step: a conversion kept from
+    an earlier step would measure the update against stale weights."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).to(torch.bfloat16)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    rec = probes.attach(model, opt, run_dir=tmp_path / "run", every=1)
+    x, y = torch.randn(32, 8, dtype=torch.bfloat16), torch.randint(0, 4, (32,))
+    expected = []
+    for _ in range(3):
+        loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad()
+        loss.backward()
+        w0 = model[0].weight.detach().float().clone()
+        opt.step()
+        w1 = model[0].weight.detach().float()
+        expected.append(((w1 - w0).norm() / w0.norm()).item())
+        rec.record_step(loss)
+    rec.close()
+    got = runstore.load_run(tmp_path / "run").series(tags.update_ratio("0.weight"))
+    assert got.tolist() == pytest.approx(expected, rel=1e-4)
+    assert min(expected) > 0

@@ -1,0 +1,86 @@
+"""What the optimizer hooks need to know about the parameters they record, worked out once.
+
+A sampled optimizer step records every parameter's gradient, weight and update. Looking up names,
+building tags, grouping by device and making numpy views of CPU weights cost as much per step as
+the arithmetic on a small model (benchmarks/overhead.py's MLP: ~0.15 ms of its 2.4 ms step), and
+the answer only changes when the set of parameters with gradients changes or a parameter gets new
+storage (model.to(), p.data = ...). So the recorder keeps a plan per set and checks the storage.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from runstore import tags
+from . import cpu_stats as C
+
+
+class DeviceGroup:
+    """The parameters of one plan that live on one device, with their tags."""
+
+    def __init__(self, named: list[tuple[str, torch.Tensor]]):
+        names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.cpu = self.params[0].is_cpu
+        self.grad_tags = tuple(tags.grad(n, s) for n in names for s in tags.GRAD_STATS)
+        self.grad_hist_tags = tuple(tags.grad(n) for n in names)
+        self.update_tags = tuple(tags.update_ratio(n) for n in names)
+        self.weight_tags = tuple(tags.weight(n, "norm") for n in names)
+        self.weight_hist_tags = tuple(tags.weight(n) for n in names)
+        # numpy views of float32 CPU weights stay valid while the storage does (Plan.matches);
+        # other dtypes are converted afresh on every use (a converted copy would go stale).
+        self._views = ([C.as_numpy(p).reshape(-1) for p in self.params]
+                       if self.cpu and all(p.dtype == torch.float32 for p in self.params) else None)
+        self.copy: list[torch.Tensor] | None = None  # the weights before the step being recorded
+        self.copy_np: list | None = None
+        self.copy_bytes = sum(p.numel() * p.element_size() for p in self.params)
+
+    def weights_np(self) -> list:
+        """Flat float32 numpy arrays of the current CPU weights."""
+        if self._views is not None:
+            return self._views
+        return [C.as_numpy(p).reshape(-1) for p in self.params]
+
+    def snapshot(self) -> None:
+        """Copy the weights (into the same buffers as last time, when there is one)."""
+        with torch.no_grad():  # the parameters require grad; the copy must not join the graph
+            if self.copy is None:
+                self.copy = torch._foreach_clone(self.params)
+                self.copy_np = ([C.as_numpy(c).reshape(-1) for c in self.copy]
+                                if self._views is not None else None)
+            else:
+                torch._foreach_copy_(self.copy, self.params)
+
+    def old_np(self) -> list:
+        """The snapshot as flat float32 numpy arrays (views when the weights are float32)."""
+        if self.copy_np is not None:
+            return self.copy_np
+        return [C.as_numpy(c).reshape(-1) for c in self.copy]  # converted copies: update_stats may write them
+
+
+class Plan:
+    """The parameters that had gradients at one optimizer step, grouped by device."""
+
+    def __init__(self, named: list[tuple[str, torch.Tensor]]):
+        self._ptrs = [p.data_ptr() for _, p in named]
+        cpu = [(n, p) for n, p in named if p.is_cpu]
+        if len(cpu) == len(named):
+            self.groups = [DeviceGroup(named)] if named else []
+        else:
+            by_device: dict = {}
+            for n, p in named:
+                by_device.setdefault(p.device, []).append((n, p))
+            self.groups = [DeviceGroup(items) for items in by_device.values()]
+
+    def matches(self, params: list[torch.Tensor]) -> bool:
+        """Whether every parameter still has the storage it had when the plan was made. A cached
+        numpy view keeps the old storage alive, so new storage cannot reuse its address."""
+        return [p.data_ptr() for p in params] == self._ptrs
+
+    def release_copies(self) -> None:
+        for g in self.groups:
+            g.copy = g.copy_np = None
+
+    @property
+    def copy_bytes(self) -> int:
+        return sum(g.copy_bytes for g in self.groups)
