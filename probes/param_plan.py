@@ -27,10 +27,12 @@ class DeviceGroup:
         self.update_tags = tuple(tags.update_ratio(n) for n in names)
         self.weight_tags = tuple(tags.weight(n, "norm") for n in names)
         self.weight_hist_tags = tuple(tags.weight(n) for n in names)
-        # numpy views of float32 CPU weights stay valid while the storage does (Plan.matches);
-        # other dtypes are converted afresh on every use (a converted copy would go stale).
+        # Flat numpy views of contiguous float32 CPU weights stay valid while the storage does
+        # (Plan.matches). Anything else (other dtypes, channels_last conv weights) is converted or
+        # flattened into a copy, which would go stale, so that is done afresh on every use.
         self._views = ([C.as_numpy(p).reshape(-1) for p in self.params]
-                       if self.cpu and all(p.dtype == torch.float32 for p in self.params) else None)
+                       if self.cpu and all(p.dtype == torch.float32 and p.is_contiguous() for p in self.params)
+                       else None)
         self.copy: list[torch.Tensor] | None = None  # the weights before the step being recorded
         self.copy_np: list | None = None
         self.copy_bytes = sum(p.numel() * p.element_size() for p in self.params)
@@ -52,10 +54,10 @@ class DeviceGroup:
                 torch._foreach_copy_(self.copy, self.params)
 
     def old_np(self) -> list:
-        """The snapshot as flat float32 numpy arrays (views when the weights are float32)."""
+        """The snapshot as flat float32 numpy arrays (views when the weights have them)."""
         if self.copy_np is not None:
             return self.copy_np
-        return [C.as_numpy(c).reshape(-1) for c in self.copy]  # converted copies: update_stats may write them
+        return [C.as_numpy(c).reshape(-1) for c in self.copy]  # fresh copies: update_stats may write them
 
 
 class Plan:

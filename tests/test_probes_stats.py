@@ -190,3 +190,30 @@ def test_update_ratio_of_bfloat16_weights_on_consecutive_sampled_steps(tmp_path)
     got = runstore.load_run(tmp_path / "run").series(tags.update_ratio("0.weight"))
     assert got.tolist() == pytest.approx(expected, rel=1e-4)
     assert min(expected) > 0
+
+
+def test_update_ratio_of_channels_last_conv_weights_on_consecutive_sampled_steps(tmp_path):
+    """A channels_last conv weight has no flat numpy view (flattening copies it), so nothing
+    flattened at one step may be reused at the next."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+    model = model.to(memory_format=torch.channels_last)
+    assert not model[0].weight.is_contiguous()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    rec = probes.attach(model, opt, run_dir=tmp_path / "run", every=1)
+    x = torch.randn(16, 3, 8, 8).to(memory_format=torch.channels_last)
+    y = torch.randint(0, 4, (16,))
+    expected = []
+    for _ in range(3):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        w0 = model[0].weight.detach().clone()
+        opt.step()
+        w1 = model[0].weight.detach()
+        expected.append(((w1 - w0).norm() / w0.norm()).item())
+        rec.record_step(loss)
+    rec.close()
+    run = runstore.load_run(tmp_path / "run")
+    assert run.series(tags.update_ratio("0.weight")).tolist() == pytest.approx(expected, rel=1e-4)
+    assert run.series(tags.weight("0.weight", "norm")).iloc[-1] == pytest.approx(model[0].weight.norm().item(), rel=1e-5)
