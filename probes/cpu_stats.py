@@ -233,7 +233,8 @@ def param_stats(arrays: list[np.ndarray]) -> list[float]:
     for a in arrays:
         l2 = _norm(a)
         bad = 0.0 if math.isfinite(l2) else float(a.size - np.count_nonzero(np.isfinite(a)))
-        out += (l2, _sum(np.abs(a, out=_scratch(a.size))) / a.size, bad)
+        abs_mean = _sum(np.abs(a, out=_scratch(a.size))) / a.size if a.size else math.nan  # NaN, as on a GPU
+        out += (l2, abs_mean, bad)
     return out
 
 

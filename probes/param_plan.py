@@ -4,7 +4,8 @@ A sampled optimizer step records every parameter's gradient, weight and update. 
 building tags, grouping by device and making numpy views of CPU weights cost as much per step as
 the arithmetic on a small model (benchmarks/overhead.py's MLP: ~0.15 ms of its 2.4 ms step), and
 the answer only changes when the set of parameters with gradients changes or a parameter gets new
-storage (model.to(), p.data = ...). So the recorder keeps a plan per set and checks the storage.
+storage or layout (model.to(), p.data = ...). So the recorder keeps a plan per set and checks
+each parameter's storage, shape, strides and dtype.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ import torch
 
 from runstore import tags
 from . import cpu_stats as C
+
+
+def layout_of(p: torch.Tensor) -> tuple:
+    """What a cached view of p depends on: its storage address, shape, strides and dtype."""
+    return p.data_ptr(), p.shape, p.stride(), p.dtype
 
 
 class DeviceGroup:
@@ -27,9 +33,11 @@ class DeviceGroup:
         self.update_tags = tuple(tags.update_ratio(n) for n in names)
         self.weight_tags = tuple(tags.weight(n, "norm") for n in names)
         self.weight_hist_tags = tuple(tags.weight(n) for n in names)
-        # Flat numpy views of contiguous float32 CPU weights stay valid while the storage does
-        # (Plan.matches). Anything else (other dtypes, channels_last conv weights) is converted or
-        # flattened into a copy, which would go stale, so that is done afresh on every use.
+        # Flat numpy views of contiguous float32 CPU weights stay valid while each parameter keeps
+        # its storage and layout (layout_of). Anything else (other dtypes, channels_last conv
+        # weights) is converted or flattened into a copy, which would go stale, so that is done
+        # afresh on every use.
+        self._layout = [layout_of(p) for p in self.params]
         self._views = ([C.as_numpy(p).reshape(-1) for p in self.params]
                        if self.cpu and all(p.dtype == torch.float32 and p.is_contiguous() for p in self.params)
                        else None)
@@ -38,8 +46,9 @@ class DeviceGroup:
         self.copy_bytes = sum(p.numel() * p.element_size() for p in self.params)
 
     def weights_np(self) -> list:
-        """Flat float32 numpy arrays of the current CPU weights."""
-        if self._views is not None:
+        """Flat float32 numpy arrays of the current CPU weights. Checked again after the step: an
+        optimizer may give a parameter new storage (p.data = ...) inside step()."""
+        if self._views is not None and [layout_of(p) for p in self.params] == self._layout:
             return self._views
         return [C.as_numpy(p).reshape(-1) for p in self.params]
 
@@ -64,7 +73,7 @@ class Plan:
     """The parameters that had gradients at one optimizer step, grouped by device."""
 
     def __init__(self, named: list[tuple[str, torch.Tensor]]):
-        self._ptrs = [p.data_ptr() for _, p in named]
+        self._layout = [layout_of(p) for _, p in named]
         cpu = [(n, p) for n, p in named if p.is_cpu]
         if len(cpu) == len(named):
             self.groups = [DeviceGroup(named)] if named else []
@@ -75,9 +84,9 @@ class Plan:
             self.groups = [DeviceGroup(items) for items in by_device.values()]
 
     def matches(self, params: list[torch.Tensor]) -> bool:
-        """Whether every parameter still has the storage it had when the plan was made. A cached
-        numpy view keeps the old storage alive, so new storage cannot reuse its address."""
-        return [p.data_ptr() for p in params] == self._ptrs
+        """Whether every parameter still has the storage and layout it had when the plan was made.
+        A cached numpy view keeps the old storage alive, so new storage cannot reuse its address."""
+        return [layout_of(p) for p in params] == self._layout
 
     def release_copies(self) -> None:
         for g in self.groups:

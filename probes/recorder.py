@@ -91,6 +91,7 @@ class Recorder:
         self._tag_cache: dict = {}  # tag tuples are built once per layer, not on every call
         self._layer_info: dict = {}  # (module, ndim) -> cpu_stats.layer_info
         self._plans: dict[tuple, Plan] = {}  # ids of the parameters with gradients -> param_plan.Plan
+        self._last_plan: Plan | None = None  # the only plan that may hold a weight copy
         self._meta_known = {"n_classes": opts.meta["n_classes"]} if "n_classes" in opts.meta else {}
         self._meta_pending: dict = {}
         self._last_flush_step, self._last_flush_time = 0, time.monotonic()
@@ -233,6 +234,13 @@ class Recorder:
             if len(self._plans) > 8:  # the set keeps changing (e.g. layers frozen and thawed)
                 self._plans.clear()
             plan = self._plans[key] = Plan(named())
+        if plan is not self._last_plan:
+            # One weight copy at a time, as for a single plan: when the set of parameters with
+            # gradients changes from step to step (e.g. mixture-of-experts routing), cached plans
+            # would otherwise each keep a copy of their weights.
+            if self._last_plan is not None:
+                self._last_plan.release_copies()
+            self._last_plan = plan
         return plan
 
     def _opt_names(self, optimizer, params: list[torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
@@ -257,6 +265,7 @@ class Recorder:
             self._pending = plan
         except Exception as e:
             self._plans.clear()
+            self._last_plan = None
             self._event(self.step + 1, "warning", f"gradient probe failed: {e!r}")
 
     def _on_opt_post(self, optimizer, args, kwargs):
@@ -466,6 +475,7 @@ class Recorder:
         self._act_hooks.remove()
         self._persistent.remove()
         self._plans.clear()  # they hold the weight copies
+        self._last_plan = None
         status = status or schema.FINISHED
         if status not in schema.STATUSES or status == schema.RUNNING:
             raise ValueError(f"status must be one of finished, failed, stopped; got {status!r}")

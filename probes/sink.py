@@ -66,6 +66,7 @@ class WriterThread:
         while True:
             job = self._q.get()
             if job is _STOP:
+                self._q.task_done()
                 return
             try:
                 batch, last_step = job()

@@ -217,3 +217,82 @@ def test_update_ratio_of_channels_last_conv_weights_on_consecutive_sampled_steps
     run = runstore.load_run(tmp_path / "run")
     assert run.series(tags.update_ratio("0.weight")).tolist() == pytest.approx(expected, rel=1e-4)
     assert run.series(tags.weight("0.weight", "norm")).iloc[-1] == pytest.approx(model[0].weight.norm().item(), rel=1e-5)
+
+
+class _RebindingSGD(torch.optim.Optimizer):
+    """Plain SGD that gives every parameter new storage (p.data = ...) instead of updating it in place."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.data = p.data - group["lr"] * p.grad
+
+
+def test_update_ratio_when_the_optimizer_gives_parameters_new_storage(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = _RebindingSGD(model.parameters(), lr=0.5)
+    rec = probes.attach(model, opt, run_dir=tmp_path / "run", every=1)
+    ratios, norms = [], []
+    for _ in range(3):
+        x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+        w0 = model[0].weight.detach().clone()
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        w1 = model[0].weight.detach()
+        ratios.append(((w1 - w0).norm() / w0.norm()).item())
+        norms.append(w1.norm().item())
+        rec.record_step(loss)
+    rec.close()
+    run = runstore.load_run(tmp_path / "run")
+    assert run.series(tags.update_ratio("0.weight")).tolist() == pytest.approx(ratios, rel=1e-4)
+    assert run.series(tags.weight("0.weight", "norm")).tolist() == pytest.approx(norms, rel=1e-5)
+
+
+def test_one_weight_copy_at_a_time_when_the_trained_subset_changes(tmp_path):
+    """Mixture-of-experts routing: a different subset of parameters has gradients at each step.
+    The recorder keeps one copy of the weights, not one per subset it has seen."""
+    import random
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    experts = nn.ModuleList(nn.Linear(64, 64) for _ in range(8))
+    opt = torch.optim.SGD(experts.parameters(), lr=0.1)
+    rec = probes.attach(experts, opt, run_dir=tmp_path / "run", every=1, record_histograms=False)
+    for _ in range(12):
+        opt.zero_grad(set_to_none=True)
+        x = torch.randn(4, 64)
+        loss = sum(experts[i](x).square().mean() for i in rng.sample(range(8), 2))
+        loss.backward()
+        opt.step()
+        rec.record_step(loss)
+        held = [g for plan in rec._plans.values() for g in plan.groups if g.copy is not None]
+        assert sum(g.copy_bytes for g in held) <= 2 * (64 * 64 + 64) * 4  # two experts' weights
+    rec.close()
+    run = runstore.load_run(tmp_path / "run")
+    assert "warning" not in set(run.events.kind)
+    assert len(run.series(tags.update_ratio("0.weight"))) >= 1
+
+
+def test_zero_size_parameter_does_not_cost_the_others_their_statistics(tmp_path):
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    empty = nn.Parameter(torch.zeros(0))
+    opt = torch.optim.SGD(list(model.parameters()) + [empty], lr=0.1)
+    rec = probes.attach(model, opt, run_dir=tmp_path / "run", every=1)
+    for _ in range(2):
+        loss = F.cross_entropy(model(torch.randn(8, 4)), torch.randint(0, 2, (8,))) + empty.sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        rec.record_step(loss)
+    rec.close()
+    run = runstore.load_run(tmp_path / "run")
+    assert "warning" not in set(run.events.kind), run.events.message.tolist()
+    assert len(run.series(tags.grad("0.weight", "norm"))) == 2
+    assert len(run.series(tags.update_ratio("1.weight"))) == 2
