@@ -149,14 +149,14 @@ def measure(variants: list[str], workload: str, steps: int, rounds: int, chunk: 
         for r in runners.values():
             r.run(10)  # warm-up: first-call allocations, the recorder's caches
         times = {v: [] for v in variants}
+        want = {v: slow_steps if v == "diy_tb:1" else steps for v in variants}  # steps per round
         for rnd in range(rounds):
             total = dict.fromkeys(variants, 0.0)
             done = dict.fromkeys(variants, 0)
             order = random.Random(rnd).sample(variants, len(variants))  # no variant always follows the same one
-            while any(done[v] < (slow_steps if v == "diy_tb:1" else steps) for v in variants):
+            while any(done[v] < want[v] for v in variants):
                 for v in order:
-                    want = slow_steps if v == "diy_tb:1" else steps
-                    n = min(max(chunk * want // steps, 1), want - done[v])
+                    n = min(max(chunk * want[v] // steps, 1), want[v] - done[v])
                     if n > 0:
                         total[v] += runners[v].run(n)
                         done[v] += n

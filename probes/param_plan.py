@@ -14,6 +14,7 @@ import torch
 
 from runstore import tags
 from . import cpu_stats as C
+from .reductions import group_by_device
 
 
 def layout_of(p: torch.Tensor) -> tuple:
@@ -74,14 +75,7 @@ class Plan:
 
     def __init__(self, named: list[tuple[str, torch.Tensor]]):
         self._layout = [layout_of(p) for _, p in named]
-        cpu = [(n, p) for n, p in named if p.is_cpu]
-        if len(cpu) == len(named):
-            self.groups = [DeviceGroup(named)] if named else []
-        else:
-            by_device: dict = {}
-            for n, p in named:
-                by_device.setdefault(p.device, []).append((n, p))
-            self.groups = [DeviceGroup(items) for items in by_device.values()]
+        self.groups = [DeviceGroup(items) for items in group_by_device(named, lambda it: it[1])]
 
     def matches(self, params: list[torch.Tensor]) -> bool:
         """Whether every parameter still has the storage and layout it had when the plan was made.

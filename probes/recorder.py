@@ -210,10 +210,19 @@ class Recorder:
             got = self._tag_cache[key] = (tuple(tags.act(tag_name, s) for s in tags.ACT_STATS), tags.act(tag_name))
         return got
 
+    def _queue_samples(self, hist_tags: tuple, step: int, xs: list, *, cpu: bool) -> None:
+        """Queue a histogram sample (a copy) of each non-empty x for binning at the end of the step:
+        flat numpy arrays of CPU tensors (cpu_stats) or tensors on one device (reductions)."""
+        k = self.options.hist_sample
+        if cpu:
+            self._np_queue.extend([(t, step, C.hist_sample(x, k)) for t, x in zip(hist_tags, xs) if x.size])
+        else:
+            self._hist_queue.extend([(t, step, R.hist_sample(x, k)) for t, x in zip(hist_tags, xs) if x.numel()])
+
     def _bin_queued_hists(self) -> None:
         """Bin every histogram sampled during this step in one batched pass per device."""
         queue, self._hist_queue = self._hist_queue, []
-        for items in _group_by_device(queue, lambda it: it[2]):
+        for items in R.group_by_device(queue, lambda it: it[2]):
             counts, lo, hi = R.batched_histograms([it[2] for it in items], self.options.hist_bins)
             self._dev.append(("hists", tuple((it[0], it[1]) for it in items), 0,
                               torch.cat([counts.reshape(-1), lo.float(), hi.float()])))
@@ -273,7 +282,7 @@ class Recorder:
             return
         plan, self._pending = self._pending, None
         step = self.step + 1
-        k, hists = self.options.hist_sample, self.options.record_histograms
+        hists = self.options.record_histograms
         try:
             for group in plan.groups:
                 if group.cpu:
@@ -283,8 +292,7 @@ class Recorder:
                     self._rows.append((group.update_tags, step, ratios))
                     self._rows.append((group.weight_tags, step, norms))
                     if hists:
-                        self._np_queue.extend([(t, step, C.hist_sample(w, k))
-                                               for t, w in zip(group.weight_hist_tags, now) if w.size])
+                        self._queue_samples(group.weight_hist_tags, step, now, cpu=True)
                     continue
                 old, now = group.copy, [p.detach() for p in group.params]
                 w_old = torch.stack(torch._foreach_norm(old)).float()
@@ -296,29 +304,26 @@ class Recorder:
                 self._dev.append(("vec", group.update_tags, step, ratio))
                 self._dev.append(("vec", group.weight_tags, step, torch.stack(torch._foreach_norm(now)).float()))
                 if hists:
-                    self._hist_queue.extend([(t, step, R.hist_sample(w, k))
-                                             for t, w in zip(group.weight_hist_tags, now) if w.numel()])
+                    self._queue_samples(group.weight_hist_tags, step, now, cpu=False)
         except Exception as e:
             self._event(step, "warning", f"update-ratio probe failed: {e!r}")
         if not self._is_sampled(step + 1) and plan.copy_bytes > KEEP_WEIGHT_COPY_BYTES:
             plan.release_copies()  # a large model: give the memory back until the next sampled step
 
     def _record_grads(self, plan: Plan, step: int) -> None:
-        k, hists = self.options.hist_sample, self.options.record_histograms
+        hists = self.options.record_histograms
         for group in plan.groups:
             if group.cpu:
                 grads = [C.as_numpy(p.grad).reshape(-1) for p in group.params]
                 with np.errstate(all="ignore"):  # exploding gradients overflow float32 squares
                     self._rows.append((group.grad_tags, step, C.param_stats(grads)))
                 if hists:
-                    self._np_queue.extend([(t, step, C.hist_sample(g, k))
-                                           for t, g in zip(group.grad_hist_tags, grads) if g.size])
+                    self._queue_samples(group.grad_hist_tags, step, grads, cpu=True)
             else:
                 grads = [p.grad.detach() for p in group.params]
                 self._dev.append(("vec", group.grad_tags, step, R.param_stats(grads).reshape(-1)))
                 if hists:
-                    self._hist_queue.extend([(t, step, R.hist_sample(g, k))
-                                             for t, g in zip(group.grad_hist_tags, grads) if g.numel()])
+                    self._queue_samples(group.grad_hist_tags, step, grads, cpu=False)
 
     # -- the user's calls --------------------------------------------------------------------
     def _check_open(self, what: str) -> None:
@@ -446,7 +451,7 @@ class Recorder:
         self._dev, self._events, self._rows, self._host_hists, self._host_tables = [], [], [], [], []
         self._last_flush_step, self._last_flush_time = self.step, time.monotonic()
         layout, transfers = [], []
-        for items in _group_by_device(dev, lambda it: it[3]):
+        for items in R.group_by_device(dev, lambda it: it[3]):
             flat = torch.cat([t.reshape(-1).float() for _, _, _, t in items])
             ready = None
             if flat.device.type == "cuda":
@@ -503,17 +508,6 @@ class Recorder:
 
     def __repr__(self):
         return f"Recorder(run_dir={str(self.run_dir)!r}, step={self.step}, closed={self._closed})"
-
-
-def _group_by_device(items, tensor_of):
-    """items in groups by the device of tensor_of(item). All on the CPU is the common case, and
-    tensor.is_cpu is much cheaper to ask than tensor.device."""
-    if all(tensor_of(it).is_cpu for it in items):
-        return [items] if items else []
-    groups: dict = {}
-    for it in items:
-        groups.setdefault(tensor_of(it).device, []).append(it)
-    return list(groups.values())
 
 
 def _build_batch(layout, transfers, host, events, bins, state) -> Batch:

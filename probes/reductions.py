@@ -51,6 +51,17 @@ def unit_dim(module: nn.Module, ndim: int) -> int:
     return ndim - 1
 
 
+def group_by_device(items, tensor_of):
+    """items in groups by the device of tensor_of(item). All on the CPU is the common case, and
+    tensor.is_cpu is much cheaper to ask than tensor.device."""
+    if all(tensor_of(it).is_cpu for it in items):
+        return [items] if items else []
+    groups: dict = {}
+    for it in items:
+        groups.setdefault(tensor_of(it).device, []).append(it)
+    return list(groups.values())
+
+
 def first_tensor(output):
     """The tensor a module produced: LSTM, MultiheadAttention etc. return tuples; take the first
     floating tensor (the sequence output / attention output)."""
