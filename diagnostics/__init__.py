@@ -10,10 +10,12 @@ Never imports torch, streamlit or plotly (tensorboard only to read event files).
 
 from runstore import RunReadError
 
-from .engine import advise
+from . import verdicts
+from .engine import Judgement, advise, judge
 from .finding import SEVERITIES, Finding
 from .loading import load_run
 from .rules import RULE_IDS
 from .thresholds import Thresholds
+from .view import fmt
 
-__all__ = ["advise", "load_run", "Finding", "Thresholds", "RunReadError", "SEVERITIES", "RULE_IDS"]
+__all__ = ["advise", "judge", "Judgement", "verdicts", "load_run", "Finding", "Thresholds", "RunReadError", "SEVERITIES", "RULE_IDS", "fmt"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from .finding import Finding
 from .ranking import rank
 from .rules import RULES
 from .thresholds import Thresholds
+from .verdicts import QUANTITIES, LayerVerdict
 from .view import RunView
 
 
@@ -22,13 +25,43 @@ def _read_warnings(run) -> list[Finding]:
     )]
 
 
-def advise(run, config: Thresholds | None = None) -> list[Finding]:
-    """Run every rule on a loaded run (runstore.Run or diagnostics.load_run result) and return the
-    findings, most severe and most likely root cause first. `config` overrides thresholds."""
+@dataclass(frozen=True)
+class Judgement:
+    """Everything the diagnostics decided about one run: the ranked findings and the per-layer
+    verdicts they were drawn from, with the thresholds used. Pages show this, never their own."""
+
+    findings: list[Finding]
+    verdicts: dict[str, list[LayerVerdict]] = field(default_factory=dict)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    view: RunView | None = None  # derived series the rules read (e.g. the smoothed loss)
+
+    def layer_verdicts(self, quantity: str) -> list[LayerVerdict]:
+        return self.verdicts.get(quantity, [])
+
+
+def judge(run, config: Thresholds | None = None) -> Judgement:
+    """Run every rule on a loaded run and keep the per-layer verdicts next to the findings."""
     th = config if config is not None else Thresholds()
     if not isinstance(th, Thresholds):
         raise TypeError(f"config must be a diagnostics.Thresholds, got {type(th).__name__}")
     view = RunView(run, th)
+    findings = _findings(run, view)
+    verdicts = {}
+    for q in QUANTITIES:
+        try:
+            verdicts[q] = view.verdicts(q)
+        except Exception:  # noqa: BLE001 - odd data in one table must not hide the findings
+            verdicts[q] = []
+    return Judgement(findings=findings, verdicts=verdicts, thresholds=th, view=view)
+
+
+def advise(run, config: Thresholds | None = None) -> list[Finding]:
+    """Run every rule on a loaded run (runstore.Run or diagnostics.load_run result) and return the
+    findings, most severe and most likely root cause first. `config` overrides thresholds."""
+    return judge(run, config).findings
+
+
+def _findings(run, view: RunView) -> list[Finding]:
     findings = _read_warnings(run)
     for rule in RULES:
         try:

@@ -41,6 +41,10 @@ class Thresholds:
     # 1e-3) they barely move. Calibrated: healthy runs measured 0.01-0.05 (docs/diagnostics.md).
     update_ratio_high: float = 0.1
     update_ratio_low: float = 3e-4
+    # Between this and update_ratio_high a layer's updates are "large": 3x the notes' 1%, above
+    # what healthy runs of the sample set measured (at most 0.01-0.03 at this statistic), but not
+    # by themselves a fault. Shown on the Updates page; the rules act on the band above.
+    update_ratio_large: float = 0.03
 
     # -- lr_too_high ---------------------------------------------------------------------------
     # Divergence: the smoothed loss climbs to diverge_factor x its running minimum and by at

@@ -4,31 +4,20 @@ loss, initial loss, class count, layer order, per-layer statistic frames), compu
 from __future__ import annotations
 
 import math
-import re
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from runstore import tags as T
+from runstore.layers import RELU_TYPES, RunLayers
 
+from . import verdicts as V
 from .thresholds import Thresholds
-
-# Module types whose outputs can be "dead" (exactly zero for every input).
-RELU_TYPES = {"ReLU", "ReLU6", "RReLU", "Threshold"}
-# Parameters of these module types are not "layers" for gradient-flow comparisons: normalization
-# scales start at 1 and embeddings get sparse gradients, so their magnitudes mean something else.
-NON_LAYER_TYPES = re.compile(r"Norm|Embedding", re.IGNORECASE)
-NON_LAYER_NAMES = re.compile(r"(^|[._])(bn|norm|ln|embed\w*|emb)\d*([._]|$)", re.IGNORECASE)
 
 # Class counts of the playground workloads, for runs whose metadata does not state one.
 WORKLOAD_CLASSES = {"digits": 10}
 CLASS_KEYS = ("n_classes", "num_classes", "classes", "n_outputs")
-
-
-def _base_module(name: str) -> str:
-    """'layers.1#2' -> 'layers.1' (a shared module's later calls)."""
-    return name.split("#", 1)[0]
 
 
 class RunView:
@@ -48,17 +37,20 @@ class RunView:
         return self.meta.get("hparams") or {}
 
     @cached_property
-    def module_types(self) -> dict[str, str]:
-        mods = (self.meta.get("model") or {}).get("modules") or []
-        return {m.get("name"): m.get("type") for m in mods if isinstance(m, dict) and m.get("name")}
-
-    @cached_property
-    def module_order(self) -> dict[str, int]:
-        mods = (self.meta.get("model") or {}).get("modules") or []
-        return {m.get("name"): i for i, m in enumerate(mods) if isinstance(m, dict)}
+    def layers(self) -> RunLayers:
+        """The run's layer model (order, kinds, labels) applied to what it recorded."""
+        return RunLayers(self.run)
 
     def module_type(self, name: str) -> str | None:
-        return self.module_types.get(_base_module(name))
+        return self.layers.model.module_type(name)
+
+    def verdicts(self, quantity: str) -> list[V.LayerVerdict]:
+        """Per-layer verdicts on one quantity (verdicts.QUANTITIES), computed once per view: what
+        the rules flag and what the pages show."""
+        cache = self.__dict__.setdefault("_verdicts", {})
+        if quantity not in cache:
+            cache[quantity] = V.JUDGES[quantity](self)
+        return cache[quantity]
 
     def hparam(self, key: str, default=None):
         return self.hparams.get(key, default)
@@ -242,16 +234,9 @@ class RunView:
         return self.run.series(T.split_metric(split, name)).dropna()
 
     # -- layers --------------------------------------------------------------------------------
-    def _order_key(self, name: str, seen: int, *, param: bool) -> tuple:
-        module = name.rpartition(".")[0] if param else _base_module(name)
-        while module and module not in self.module_order and "." in module:
-            module = module.rpartition(".")[0]
-        return (self.module_order.get(module, math.inf), seen)
-
     def ordered(self, names, *, param: bool) -> list[str]:
-        """Names in model order (module order of run.json), else recording order."""
-        names = list(names)
-        return sorted(names, key=lambda n: self._order_key(n, names.index(n), param=param))
+        """Names in network order (runstore.layers)."""
+        return self.layers.model.ordered(names, param=param)
 
     @cached_property
     def scalar_tags(self) -> list[str]:
@@ -262,13 +247,7 @@ class RunView:
 
     def is_layer_weight(self, param: str) -> bool:
         """A weight matrix/kernel of a layer (not a bias, normalization scale or embedding)."""
-        module, _, leaf = param.rpartition(".")
-        if "weight" not in leaf or "bias" in leaf:
-            return False
-        mtype = self.module_types.get(module)
-        if mtype is not None:
-            return not NON_LAYER_TYPES.search(mtype)
-        return not NON_LAYER_NAMES.search(param)
+        return self.layers.model.is_layer_weight(param)
 
     @cached_property
     def weight_params(self) -> list[str]:
