@@ -16,7 +16,6 @@ from runstore import Run, RunReadError, load_run, read_meta, schema
 
 from .discovery import RUN, TENSORBOARD, RunRef
 
-SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 # The advice of a live run is refreshed at most this often (and less often when the rules are slow
 # on a big run, see RunHandle.findings), so the cards keep up with the live charts.
 LIVE_ADVICE_INTERVAL_S = 1.0
@@ -116,12 +115,13 @@ class RunHandle:
             self.version += 1
             return self
 
-    # -- advice --------------------------------------------------------------------------------
-    def findings(self) -> tuple[list, str | None]:
-        """(findings sorted most severe first, error message if the rules failed)."""
+    # -- advice ---------------------------------------------------------------------------------
+    def judgement(self):
+        """(diagnostics.Judgement or None, error message if the rules failed): the findings and the
+        per-layer verdicts every page shows, computed once per new data."""
         with self._lock:
             if self.run is None:
-                return [], None
+                return None, None
             cached = self._advice
             if cached is not None and cached[0] == self.version:
                 return cached[1], cached[2]
@@ -133,15 +133,18 @@ class RunHandle:
                 return cached[1], cached[2]
             t0 = time.monotonic()
             try:
-                found = list(_diagnostics().advise(self.run))
-                err = None
+                judged, err = _diagnostics().judge(self.run), None
             except Exception as e:  # noqa: BLE001 - broken rules must not take the charts down
-                found, err = [], f"The advice could not be computed: {_short_error(e)}"
-            found.sort(key=lambda f: SEVERITY_RANK.get(getattr(f, "severity", "info"), 3))
-            self._advice = (self.version, found, err)
+                judged, err = None, f"The advice could not be computed: {_short_error(e)}"
+            self._advice = (self.version, judged, err)
             self._advice_at = time.monotonic()
             self._advice_cost = self._advice_at - t0
-            return found, err
+            return judged, err
+
+    def findings(self) -> tuple[list, str | None]:
+        """(findings, most severe and most likely root cause first; error message if the rules failed)."""
+        judged, err = self.judgement()
+        return (judged.findings if judged is not None else []), err
 
 
 def load_handle(path: str | os.PathLike, kind: str = RUN, folder: str | None = None) -> RunHandle:

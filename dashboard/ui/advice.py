@@ -8,7 +8,7 @@ import streamlit as st
 
 from .. import navigation
 from ..colors import SEVERITY_COLORS
-from ..loading import SEVERITY_RANK
+from diagnostics.finding import SEVERITY_RANK
 from ..summary import fmt_value
 from .context import FOCUS
 
@@ -75,7 +75,7 @@ def advice_cards(findings, *, run_path: str, error: str | None = None, current_p
             st.success("No problems found: every check passed on the data recorded so far.",
                        icon=":material/check_circle:")
         return
-    findings = sorted(findings, key=lambda f: SEVERITY_RANK.get(f.severity, 3))
+    findings = sorted(findings, key=lambda f: -SEVERITY_RANK.get(f.severity, -1))
     st.caption(severity_counts(findings))
     for i, f in enumerate(findings):
         with st.container(border=True, key=f"advice-{i}"):
