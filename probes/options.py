@@ -23,7 +23,7 @@ class ProbeOptions:
     # (dead ReLUs) or mass piling at +-1 (saturation) without bloating the run store.
     hist_bins: int = 40
     # Histograms of tensors larger than this describe a sample of at most this many elements, taken
-    # as evenly spaced runs of 8 (reductions.sample_runs); statistics (mean, std, fractions, norms)
+    # as evenly spaced runs of 8 (histograms.sample_runs); statistics (mean, std, fractions, norms)
     # always use every element. 2,048 samples put ~50 per bin on average: a bin holding 10% of the
     # mass is estimated within +-0.7 percentage points (binomial standard error) when neighbouring
     # elements are unrelated, and within +-1.9 points in the worst case of each run of 8 being
@@ -61,7 +61,7 @@ class ProbeOptions:
         if self.flush_steps < 1 or self.flush_secs <= 0:
             raise ValueError("flush_steps must be >= 1 and flush_secs > 0")
         if not isinstance(self.meta, dict):
-            raise TypeError(f"meta must be a dict of extra run.json fields, got {type(self.meta).__name__}")
+            raise TypeError(f"meta must be a dict of extra run metadata fields, got {type(self.meta).__name__}")
 
     def describe(self) -> dict:
         """JSON-friendly form for run.json."""

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 
 from runstore import tags
-from . import cpu_stats as C
-from .reductions import group_by_device
+from . import parameters as P
+from .arrays import as_numpy, group_by_device
 
 
 def layout_of(p: torch.Tensor) -> tuple:
@@ -29,17 +29,17 @@ class DeviceGroup:
         names = [n for n, _ in named]
         self.params = [p for _, p in named]
         self.cpu = self.params[0].is_cpu
-        self.grad_tags = tuple(tags.grad(n, s) for n in names for s in tags.GRAD_STATS)
+        self.grad_tags = P.grad_tags(names)
         self.grad_hist_tags = tuple(tags.grad(n) for n in names)
-        self.update_tags = tuple(tags.update_ratio(n) for n in names)
-        self.weight_tags = tuple(tags.weight(n, "norm") for n in names)
+        self.update_tags = P.update_tags(names)
+        self.weight_tags = P.weight_tags(names)
         self.weight_hist_tags = tuple(tags.weight(n) for n in names)
         # Flat numpy views of contiguous float32 CPU weights stay valid while each parameter keeps
         # its storage and layout (layout_of). Anything else (other dtypes, channels_last conv
         # weights) is converted or flattened into a copy, which would go stale, so that is done
         # afresh on every use.
         self._layout = [layout_of(p) for p in self.params]
-        self._views = ([C.as_numpy(p).reshape(-1) for p in self.params]
+        self._views = ([as_numpy(p).reshape(-1) for p in self.params]
                        if self.cpu and all(p.dtype == torch.float32 and p.is_contiguous() for p in self.params)
                        else None)
         self.copy: list[torch.Tensor] | None = None  # the weights before the step being recorded
@@ -51,14 +51,14 @@ class DeviceGroup:
         optimizer may give a parameter new storage (p.data = ...) inside step()."""
         if self._views is not None and [layout_of(p) for p in self.params] == self._layout:
             return self._views
-        return [C.as_numpy(p).reshape(-1) for p in self.params]
+        return [as_numpy(p).reshape(-1) for p in self.params]
 
     def snapshot(self) -> None:
         """Copy the weights (into the same buffers as last time, when there is one)."""
         with torch.no_grad():  # the parameters require grad; the copy must not join the graph
             if self.copy is None:
                 self.copy = torch._foreach_clone(self.params)
-                self.copy_np = ([C.as_numpy(c).reshape(-1) for c in self.copy]
+                self.copy_np = ([as_numpy(c).reshape(-1) for c in self.copy]
                                 if self._views is not None else None)
             else:
                 torch._foreach_copy_(self.copy, self.params)
@@ -67,7 +67,7 @@ class DeviceGroup:
         """The snapshot as flat float32 numpy arrays (views when the weights have them)."""
         if self.copy_np is not None:
             return self.copy_np
-        return [C.as_numpy(c).reshape(-1) for c in self.copy]  # fresh copies: update_stats may write them
+        return [as_numpy(c).reshape(-1) for c in self.copy]  # fresh copies: update_stats may write them
 
 
 class Plan:
@@ -89,3 +89,45 @@ class Plan:
     @property
     def copy_bytes(self) -> int:
         return sum(g.copy_bytes for g in self.groups)
+
+
+# The copy of the weights taken before each sampled optimizer step is kept between sampled steps
+# when it is this small (allocating it afresh costs page faults every time); a larger model gets
+# the memory back in between.
+KEEP_WEIGHT_COPY_BYTES = 64 << 20
+
+
+class Plans:
+    """The recorder's plans, one per set of parameters with gradients, of which only the one in
+    use holds a weight copy."""
+
+    def __init__(self):
+        self.plans: dict[tuple, Plan] = {}  # ids of the parameters -> Plan
+        self._last: Plan | None = None
+
+    def get(self, params: list[torch.Tensor], named) -> Plan:
+        """The cached plan for these parameters; named() gives their names when a new one has to
+        be made."""
+        key = tuple(map(id, params))
+        plan = self.plans.get(key)
+        if plan is None or not plan.matches(params):
+            if len(self.plans) > 8:  # the set keeps changing (e.g. layers frozen and thawed)
+                self.plans.clear()
+            plan = self.plans[key] = Plan(named())
+        if plan is not self._last:
+            # One weight copy at a time, as for a single plan: when the set of parameters with
+            # gradients changes from step to step (e.g. mixture-of-experts routing), cached plans
+            # would otherwise each keep a copy of their weights.
+            if self._last is not None:
+                self._last.release_copies()
+            self._last = plan
+        return plan
+
+    def after_step(self, plan: Plan, next_sampled: bool) -> None:
+        if not next_sampled and plan.copy_bytes > KEEP_WEIGHT_COPY_BYTES:
+            plan.release_copies()  # a large model: give the memory back until the next sampled step
+
+    def clear(self) -> None:
+        """Forget every plan (and the weight copies they hold)."""
+        self.plans.clear()
+        self._last = None

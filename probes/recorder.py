@@ -1,41 +1,35 @@
-"""The Recorder: hooks on a user's model and optimizer, device-side buffers, periodic flushes."""
+"""The Recorder: hooks on a user's model and optimizer, and when each statistic family (activations,
+parameters, logits, histograms) is recorded into the flush buffer; periodic flushes to the writer
+thread. The statistics themselves live in the family modules."""
 
 from __future__ import annotations
 
 import atexit
-import math
 import sys
 import time
 import uuid
 import weakref
-from collections import defaultdict
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from runstore import Batch, RunWriter, schema, tags
-from . import cpu_stats as C
-from . import reductions as R
+from . import activations as A
+from . import logits as L
+from . import parameters as P
+from .arrays import as_numpy, quiet
+from .histograms import StepHistograms, fixed_numpy, fixed_torch
 from .hooks import HookSet
 from .options import ProbeOptions
-from .param_plan import Plan
-from .sink import TensorBoardMirror, WriterThread
+from .param_plan import Plan, Plans
+from .sink import FlushBuffer, TensorBoardMirror, WriterThread
 from .summary import clean_name, device_of, model_summary, optimizer_summary
 
-# Reliability diagrams use 15 equal-width confidence bins, as in Guo et al. 2017 ("On Calibration
-# of Modern Neural Networks"), which introduced the expected calibration error in this form.
-CALIBRATION_BINS = 15
-# What logits_stats returns, in order.
-_LOGIT_STATS = ("confidence", "entropy", "accuracy")
-_LOGIT_STATS_SET = frozenset(_LOGIT_STATS)
+_LOGIT_STATS = frozenset(tags.LOGIT_STATS)
 _NONE = frozenset()
 _ZERO, _ONE = np.zeros(1), np.ones(1)  # the range of a confidence histogram (never written to)
 _LR_TAGS = tuple(tags.lr(i) for i in range(16))
-# The copy of the weights taken before each sampled optimizer step is kept between sampled steps
-# when it is this small (allocating it afresh costs page faults every time); a larger model gets
-# the memory back in between.
-KEEP_WEIGHT_COPY_BYTES = 64 << 20
 
 
 class Recorder:
@@ -56,7 +50,7 @@ class Recorder:
         self._opt_ref = weakref.ref(optimizer) if optimizer is not None else None
         self._compiled = hasattr(model, "_orig_mod")
         self._param_names = {id(p): clean_name(n) for n, p in model.named_parameters()}
-        self._watched = self._select_modules(model)
+        self._watched = A.select([(clean_name(n), m) for n, m in model.named_modules()], opts.modules, opts.exclude)
 
         meta = {
             "run_id": uuid.uuid4().hex[:12],
@@ -78,22 +72,12 @@ class Recorder:
         tb = TensorBoardMirror(self.run_dir / schema.TB_DIR) if opts.tensorboard else None
         self._sink = WriterThread(writer, tb)
 
-        # Buffers until the next flush. Values from a GPU stay on it (in _dev) until a flush copies
-        # them to the host in one go; values from the CPU are plain numbers already (see cpu_stats).
-        self._dev: list[tuple[str, tuple, int, torch.Tensor]] = []  # (kind, tags, step, tensor)
-        self._rows: list[tuple[tuple, int, list]] = []  # (tags, step, one float per tag)
-        self._host_hists: list[tuple] = []  # (tags, step, lo (k,), hi (k,), counts (k, bins))
-        self._host_tables: list[tuple] = []  # (tag, step, calibration sums (3, bins))
-        self._events: list[tuple] = []
-        self._hist_queue: list[tuple] = []  # (tag, step, device sample) waiting to be binned
-        self._np_queue: list[tuple] = []  # (tag, step, numpy sample) waiting to be binned
-        self._binner = C.HistogramBinner(opts.hist_bins)
+        self._buf = FlushBuffer()  # everything recorded since the last flush
+        self._hists = StepHistograms(opts.hist_bins, opts.hist_sample)  # binned at the end of each step
         self._tag_cache: dict = {}  # tag tuples are built once per layer, not on every call
-        self._layer_info: dict = {}  # (module, ndim) -> cpu_stats.layer_info
-        self._plans: dict[tuple, Plan] = {}  # ids of the parameters with gradients -> param_plan.Plan
-        self._last_plan: Plan | None = None  # the only plan that may hold a weight copy
+        self._layer_info: dict = {}  # (module, ndim) -> activations.layer_info
+        self._plans = Plans()  # param_plan.Plan per set of parameters with gradients
         self._meta_known = {"n_classes": opts.meta["n_classes"]} if "n_classes" in opts.meta else {}
-        self._meta_pending: dict = {}
         self._last_flush_step, self._last_flush_time = 0, time.monotonic()
         self._loss_state = {"nonfinite_seen": False}
 
@@ -113,29 +97,6 @@ class Recorder:
             self._watched = []
         self._arm(1)
         atexit.register(_close_at_exit, weakref.ref(self))
-
-    # -- module selection ------------------------------------------------------------------
-    def _select_modules(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
-        sel = self.options.modules
-        named = [(clean_name(n), m) for n, m in model.named_modules()]
-        if sel is None:
-            out = [(n, m) for n, m in named
-                   if isinstance(m, R.ACTIVATION_TYPES) or next(m.parameters(recurse=False), None) is not None]
-        elif callable(sel):
-            out = [(n, m) for n, m in named if sel(n, m)]
-        else:
-            known = {n for n, _ in named}
-            missing = [s for s in sel if s not in known]
-            if missing:
-                raise ValueError(f"modules {missing} are not in the model; its modules are: {sorted(known)}")
-            out = [(n, m) for n, m in named if n in set(sel)]
-        excl = set(self.options.exclude)
-        seen, result = set(), []
-        for n, m in out:  # a module registered under two names is watched once
-            if n not in excl and id(m) not in seen:
-                seen.add(id(m))
-                result.append((n, m))
-        return result
 
     # -- sampling: activation hooks live only during sampled steps -------------------------
     def _is_sampled(self, step: int) -> bool:
@@ -177,7 +138,7 @@ class Recorder:
                 if type(output) is torch.Tensor:  # the common case, without first_tensor's search
                     x = output if output.is_floating_point() else None
                 else:
-                    x = R.first_tensor(output)
+                    x = A.first_tensor(output)
                 if x is None or x.numel() == 0:
                     return
                 calls = self._calls
@@ -186,18 +147,18 @@ class Recorder:
                 step = self.step + 1
                 # Reduced now, not later: an in-place op (ReLU(inplace=True)) may overwrite x next.
                 if x.is_cpu:
-                    x = C.as_numpy(x)
+                    x = as_numpy(x)
                     info = self._layer_info.get((module, x.ndim))
                     if info is None:
-                        info = self._layer_info[(module, x.ndim)] = C.layer_info(module, x.ndim)
-                    with np.errstate(all="ignore"):
-                        self._rows.append((stat_tags, step, C.activation_stats(module, x, info)))
+                        info = self._layer_info[(module, x.ndim)] = A.layer_info(module, x.ndim)
+                    with quiet():
+                        self._buf.scalars(stat_tags, step, A.stats_numpy(module, x, info))
                     if self.options.record_histograms:
-                        self._np_queue.append((hist_tag, step, C.hist_sample(x, self.options.hist_sample)))
+                        self._hists.add_numpy(hist_tag, x)
                 else:
-                    self._dev.append(("vec", stat_tags, step, R.activation_stats(module, x)))
+                    self._buf.device_scalars(stat_tags, step, A.stats_torch(module, x))
                     if self.options.record_histograms:
-                        self._hist_queue.append((hist_tag, step, R.hist_sample(x, self.options.hist_sample)))
+                        self._hists.add_torch(hist_tag, x)
             except Exception as e:  # a probe must never break the user's forward pass
                 self._event(self.step + 1, "warning", f"activation probe on {name} failed: {e!r}")
         return hook
@@ -206,52 +167,10 @@ class Recorder:
         key = name if call == 1 else (name, call)
         got = self._tag_cache.get(key)
         if got is None:
-            tag_name = name if call == 1 else f"{name}#{call}"
-            got = self._tag_cache[key] = (tuple(tags.act(tag_name, s) for s in tags.ACT_STATS), tags.act(tag_name))
+            got = self._tag_cache[key] = A.stat_tags(name, call)
         return got
 
-    def _queue_samples(self, hist_tags: tuple, step: int, xs: list, *, cpu: bool) -> None:
-        """Queue a histogram sample (a copy) of each non-empty x for binning at the end of the step:
-        flat numpy arrays of CPU tensors (cpu_stats) or tensors on one device (reductions)."""
-        k = self.options.hist_sample
-        if cpu:
-            self._np_queue.extend([(t, step, C.hist_sample(x, k)) for t, x in zip(hist_tags, xs) if x.size])
-        else:
-            self._hist_queue.extend([(t, step, R.hist_sample(x, k)) for t, x in zip(hist_tags, xs) if x.numel()])
-
-    def _bin_queued_hists(self) -> None:
-        """Bin every histogram sampled during this step in one batched pass per device."""
-        queue, self._hist_queue = self._hist_queue, []
-        for items in R.group_by_device(queue, lambda it: it[2]):
-            counts, lo, hi = R.batched_histograms([it[2] for it in items], self.options.hist_bins)
-            self._dev.append(("hists", tuple((it[0], it[1]) for it in items), 0,
-                              torch.cat([counts.reshape(-1), lo.float(), hi.float()])))
-        queue, self._np_queue = self._np_queue, []
-        if queue:
-            with np.errstate(all="ignore"):
-                counts, lo, hi = self._binner([it[2] for it in queue])
-            hist_tags = tuple(it[0] for it in queue)
-            self._host_hists.append((hist_tags, queue[0][1], lo, hi, counts))
-
     # -- optimizer hooks ---------------------------------------------------------------------
-    def _plan(self, params: list[torch.Tensor], named) -> Plan:
-        """The cached plan for these parameters (see param_plan); named() gives their names when a
-        new one has to be made."""
-        key = tuple(map(id, params))
-        plan = self._plans.get(key)
-        if plan is None or not plan.matches(params):
-            if len(self._plans) > 8:  # the set keeps changing (e.g. layers frozen and thawed)
-                self._plans.clear()
-            plan = self._plans[key] = Plan(named())
-        if plan is not self._last_plan:
-            # One weight copy at a time, as for a single plan: when the set of parameters with
-            # gradients changes from step to step (e.g. mixture-of-experts routing), cached plans
-            # would otherwise each keep a copy of their weights.
-            if self._last_plan is not None:
-                self._last_plan.release_copies()
-            self._last_plan = plan
-        return plan
-
     def _opt_names(self, optimizer, params: list[torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
         """Names of the optimizer's parameters; one that is not in the model is named by position."""
         wanted, out = {id(p) for p in params}, []
@@ -267,14 +186,13 @@ class Recorder:
             return
         try:
             params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-            plan = self._plan(params, lambda: self._opt_names(optimizer, params))
+            plan = self._plans.get(params, lambda: self._opt_names(optimizer, params))
             self._record_grads(plan, self.step + 1)
             for group in plan.groups:  # to measure this step's update once the optimizer has applied it
                 group.snapshot()
             self._pending = plan
         except Exception as e:
             self._plans.clear()
-            self._last_plan = None
             self._event(self.step + 1, "warning", f"gradient probe failed: {e!r}")
 
     def _on_opt_post(self, optimizer, args, kwargs):
@@ -284,46 +202,37 @@ class Recorder:
         step = self.step + 1
         hists = self.options.record_histograms
         try:
+            buf = self._buf
             for group in plan.groups:
                 if group.cpu:
                     now = group.weights_np()
-                    with np.errstate(all="ignore"):  # exploding weights overflow float32 squares
-                        ratios, norms = C.update_stats(group.old_np(), now)
-                    self._rows.append((group.update_tags, step, ratios))
-                    self._rows.append((group.weight_tags, step, norms))
-                    if hists:
-                        self._queue_samples(group.weight_hist_tags, step, now, cpu=True)
-                    continue
-                old, now = group.copy, [p.detach() for p in group.params]
-                w_old = torch.stack(torch._foreach_norm(old)).float()
-                torch._foreach_sub_(old, now)  # the copy becomes -(this step's update)
-                dw = torch.stack(torch._foreach_norm(old)).float()
-                # Undefined for a parameter that was exactly zero (e.g. zero-initialised biases).
-                ratio = torch.where(w_old > 0, dw / w_old.clamp_min(torch.finfo(torch.float32).tiny),
-                                    torch.full_like(w_old, float("nan")))
-                self._dev.append(("vec", group.update_tags, step, ratio))
-                self._dev.append(("vec", group.weight_tags, step, torch.stack(torch._foreach_norm(now)).float()))
+                    with quiet():  # exploding weights overflow float32 squares
+                        ratios, weights = P.update_stats_numpy(group.old_np(), now)
+                    buf.scalars(group.update_tags, step, ratios)
+                    buf.scalars(group.weight_tags, step, weights)
+                else:
+                    now = [p.detach() for p in group.params]
+                    ratios, weights = P.update_stats_torch(group.copy, now)
+                    buf.device_scalars(group.update_tags, step, ratios)
+                    buf.device_scalars(group.weight_tags, step, weights)
                 if hists:
-                    self._queue_samples(group.weight_hist_tags, step, now, cpu=False)
+                    self._hists.add_all(group.weight_hist_tags, now, cpu=group.cpu)
         except Exception as e:
             self._event(step, "warning", f"update-ratio probe failed: {e!r}")
-        if not self._is_sampled(step + 1) and plan.copy_bytes > KEEP_WEIGHT_COPY_BYTES:
-            plan.release_copies()  # a large model: give the memory back until the next sampled step
+        self._plans.after_step(plan, next_sampled=self._is_sampled(step + 1))
 
     def _record_grads(self, plan: Plan, step: int) -> None:
         hists = self.options.record_histograms
         for group in plan.groups:
             if group.cpu:
-                grads = [C.as_numpy(p.grad).reshape(-1) for p in group.params]
-                with np.errstate(all="ignore"):  # exploding gradients overflow float32 squares
-                    self._rows.append((group.grad_tags, step, C.param_stats(grads)))
-                if hists:
-                    self._queue_samples(group.grad_hist_tags, step, grads, cpu=True)
+                grads = [as_numpy(p.grad).reshape(-1) for p in group.params]
+                with quiet():  # exploding gradients overflow float32 squares
+                    self._buf.scalars(group.grad_tags, step, P.grad_stats_numpy(grads))
             else:
                 grads = [p.grad.detach() for p in group.params]
-                self._dev.append(("vec", group.grad_tags, step, R.param_stats(grads).reshape(-1)))
-                if hists:
-                    self._queue_samples(group.grad_hist_tags, step, grads, cpu=False)
+                self._buf.device_scalars(group.grad_tags, step, P.grad_stats_torch(grads))
+            if hists:
+                self._hists.add_all(group.grad_hist_tags, grads, cpu=group.cpu)
 
     # -- the user's calls --------------------------------------------------------------------
     def _check_open(self, what: str) -> None:
@@ -337,7 +246,7 @@ class Recorder:
         self._check_open("record_step()")
         self.step = step = self.step + 1
         self._add_value(tags.TRAIN_LOSS, step, loss)
-        self._rows.append(((tags.WALL_TIME,), step, (time.time(),)))
+        self._buf.scalars((tags.WALL_TIME,), step, (time.time(),))
         for name, value in scalars.items():
             self._add_value(tags.split_metric("train", name), step, value)
         opt = self._opt_ref() if self._opt_ref is not None else None
@@ -356,11 +265,10 @@ class Recorder:
                     model = self._model_ref()
                     if model is not None:
                         named = [(clean_name(n), p) for n, p in model.named_parameters() if p.grad is not None]
-                        self._record_grads(self._plan([p for _, p in named], lambda: named), step)
+                        self._record_grads(self._plans.get([p for _, p in named], lambda: named), step)
             except Exception as e:
                 self._event(step, "warning", f"step probe failed: {e!r}")
-        if self._hist_queue or self._np_queue:
-            self._bin_queued_hists()
+            self._hists.bin_into(self._buf, step)
         self._pending = None
         self._maybe_flush(step)
         self._arm(step + 1)
@@ -383,40 +291,36 @@ class Recorder:
     def _record_logits(self, split, step, logits, targets, *, explicit, calibration) -> None:
         if not isinstance(logits, torch.Tensor) or logits.ndim < 1 or logits.shape[-1] < 2:
             raise ValueError("logits must be a tensor of class scores with the classes on the last dimension")
+        buf = self._buf
         if "n_classes" not in self._meta_known:  # lets the rules compare the first loss with ln(classes)
-            self._meta_known["n_classes"] = self._meta_pending["n_classes"] = int(logits.shape[-1])
-        bins = self.options.hist_bins
-        conf_tag = tags.split_metric(split, "confidence")
+            self._meta_known["n_classes"] = buf.meta["n_classes"] = int(logits.shape[-1])
+        bins, hist = self.options.hist_bins, self.options.record_histograms or calibration
+        conf_tags = (tags.split_metric(split, "confidence"),)
         if logits.is_cpu:
-            with np.errstate(all="ignore"):
-                conf, vec, correct = C.logits_stats(logits, targets)
+            with quiet():
+                conf, stats, correct = L.stats_numpy(logits, targets)
                 keep, keep_tags = self._logit_tags(split, explicit, correct is not None)
-                self._rows.append((keep_tags, step, [vec[i] for i in keep]))
-                if self.options.record_histograms or calibration:
-                    self._host_hists.append(((conf_tag,), step, _ZERO, _ONE, C.fixed_histogram(conf, bins, 0.0, 1.0)[None]))
+                buf.scalars(keep_tags, step, [stats[i] for i in keep])
+                if hist:
+                    buf.hists(conf_tags, step, _ZERO, _ONE, fixed_numpy(conf, bins, 0.0, 1.0)[None])
                 if calibration and correct is not None:
-                    self._host_tables.append((tags.calibration(split), step,
-                                              C.calibration_sums(conf, correct, CALIBRATION_BINS)))
+                    sums = L.calibration_sums_numpy(conf, correct, L.CALIBRATION_BINS)
+                    buf.table(tags.calibration(split), step, sums, L.calibration_table)
             return
-        conf, vec, correct = R.logits_stats(logits, targets)
+        conf, stats, correct = L.stats_torch(logits, targets)
         keep, keep_tags = self._logit_tags(split, explicit, correct is not None)
-        self._dev.append(("vec", keep_tags, step, torch.stack([vec[i] for i in keep])))  # views: no host copy
-        if self.options.record_histograms or calibration:
-            counts = R.fixed_histogram(conf, bins, 0.0, 1.0)
-            self._dev.append(("hists", ((conf_tag, step),), step,
-                              torch.cat([counts, torch.linspace(0.0, 1.0, 2, device=counts.device)])))
+        buf.device_scalars(keep_tags, step, torch.stack([stats[i] for i in keep]))  # views: no host copy
+        if hist:
+            buf.device_hists(conf_tags, step, fixed_torch(conf, bins, 0.0, 1.0), 0.0, 1.0)
         if calibration and correct is not None:
-            self._dev.append(("calib", (tags.calibration(split),), step,
-                              R.calibration_sums(conf, correct, CALIBRATION_BINS).reshape(-1)))
+            sums = L.calibration_sums_torch(conf, correct, L.CALIBRATION_BINS)
+            buf.device_table(tags.calibration(split), step, sums, L.calibration_table)
 
     def _logit_tags(self, split: str, explicit: dict, has_targets: bool) -> tuple[list[int], tuple]:
-        """Which of [confidence, entropy, accuracy] to record (not those the caller passed
-        explicitly, no accuracy without targets), and their tags."""
-        key = ("logits", split, frozenset(explicit) & _LOGIT_STATS_SET if explicit else _NONE, has_targets)
+        key = ("logits", split, frozenset(explicit) & _LOGIT_STATS if explicit else _NONE, has_targets)
         got = self._tag_cache.get(key)
         if got is None:
-            keep = [i for i, n in enumerate(_LOGIT_STATS) if n not in explicit and (has_targets or n != "accuracy")]
-            got = self._tag_cache[key] = (keep, tuple(tags.split_metric(split, _LOGIT_STATS[i]) for i in keep))
+            got = self._tag_cache[key] = L.kept_stats(split, explicit, has_targets)
         return got
 
     def _add_value(self, tag: str, step: int, value) -> None:
@@ -425,17 +329,17 @@ class Recorder:
                 raise ValueError(f"{tag} must be a single number (a 0-d or 1-element tensor), got shape "
                                  f"{tuple(value.shape)}")
             if not value.is_cpu:  # read at the next flush, so the GPU is not waited on here
-                self._dev.append(("vec", (tag,), step, value.detach().reshape(1)))
+                self._buf.device_scalars((tag,), step, value.detach().reshape(1))
                 return
             value = value.item()
         try:
             v = float(value)
         except (TypeError, ValueError):
             raise TypeError(f"{tag} must be a number or a tensor, got {type(value).__name__}") from None
-        self._rows.append(((tag,), step, (v,)))
+        self._buf.scalars((tag,), step, (v,))
 
     def _event(self, step, kind: str, message: str) -> None:
-        self._events.append((step, time.time(), kind, message))
+        self._buf.event(step, kind, message)
 
     # -- flushing ----------------------------------------------------------------------------
     def _maybe_flush(self, step: int) -> None:
@@ -444,30 +348,16 @@ class Recorder:
             self._flush()
 
     def _flush(self) -> None:
-        """Copy buffered device values to the host in one transfer per device and hand them to the
-        writer thread. On CUDA the copy is asynchronous: the training thread does not wait for it."""
-        dev, events = self._dev, self._events
-        host = (self._rows, self._host_hists, self._host_tables)
-        self._dev, self._events, self._rows, self._host_hists, self._host_tables = [], [], [], [], []
+        """Hand everything buffered to the writer thread. Device values start their copy to the host
+        here (one transfer per device); on CUDA the training thread does not wait for it."""
+        buf, self._buf = self._buf, FlushBuffer()
         self._last_flush_step, self._last_flush_time = self.step, time.monotonic()
-        layout, transfers = [], []
-        for items in R.group_by_device(dev, lambda it: it[3]):
-            flat = torch.cat([t.reshape(-1).float() for _, _, _, t in items])
-            ready = None
-            if flat.device.type == "cuda":
-                flat = flat.to("cpu", non_blocking=True)  # lands in pinned memory; no wait here
-                ready = torch.cuda.Event()
-                ready.record()
-            elif flat.device.type != "cpu":
-                flat = flat.cpu()  # other accelerators (mps, xpu): a plain copy
-            layout.append([(k, tg, s, t.numel()) for k, tg, s, t in items])
-            transfers.append((flat, ready))
-        meta, self._meta_pending = self._meta_pending, {}
-        last_step, bins, state = self.step, self.options.hist_bins, self._loss_state
+        buf.start_copy()
+        last_step, state = self.step, self._loss_state
 
         def job():
-            batch = _build_batch(layout, transfers, host, events, bins, state)
-            batch.meta.update(meta)
+            batch = buf.to_batch()
+            _note_nonfinite_loss(batch, state)
             return batch, last_step
         self._sink.submit(job)
 
@@ -480,7 +370,6 @@ class Recorder:
         self._act_hooks.remove()
         self._persistent.remove()
         self._plans.clear()  # they hold the weight copies
-        self._last_plan = None
         status = status or schema.FINISHED
         if status not in schema.STATUSES or status == schema.RUNNING:
             raise ValueError(f"status must be one of finished, failed, stopped; got {status!r}")
@@ -510,66 +399,9 @@ class Recorder:
         return f"Recorder(run_dir={str(self.run_dir)!r}, step={self.step}, closed={self._closed})"
 
 
-def _build_batch(layout, transfers, host, events, bins, state) -> Batch:
-    """Runs on the writer thread: turn the flat host arrays and the host rows back into tagged
-    scalars, histograms and calibration tables. Rows with the same tags (the same layer at many
-    steps) become one 2-D array, so the work per value is numpy's, not Python's."""
-    rows, host_hists, host_tables = host
-    groups: dict[tuple, tuple[list, list]] = {}  # tags -> (steps, rows of values)
-    hists: dict[str, tuple[list, list, list, list]] = defaultdict(lambda: ([], [], [], []))
-    hgroups: dict[tuple, tuple[list, list, list, list]] = {}  # tags -> (steps, lo rows, hi rows, counts)
-    batch = Batch(events=list(events))
-    for items, (flat, ready) in zip(layout, transfers):
-        if ready is not None:
-            ready.synchronize()  # waits on the writer thread, never on the training thread
-        arr = flat.numpy().astype(np.float64)
-        off = 0
-        for kind, tg, step, n in items:
-            chunk = arr[off:off + n]
-            off += n
-            if kind == "vec":
-                g = groups.setdefault(tg, ([], []))
-                g[0].append(step), g[1].append(chunk)
-            elif kind == "hists":  # n histograms: counts (n*bins), then n lows, then n highs
-                k = len(tg)
-                counts = chunk[:-2 * k].reshape(k, -1)
-                for i, (t, s) in enumerate(tg):
-                    h = hists[t]
-                    h[0].append(s), h[1].append(chunk[-2 * k + i]), h[2].append(chunk[-k + i]), h[3].append(counts[i])
-            elif kind == "calib":
-                batch.tables.append((tg[0], step, _calibration_table(chunk.reshape(3, -1))))
-    for tg, step, values in rows:
-        g = groups.setdefault(tg, ([], []))
-        g[0].append(step), g[1].append(values)
-    for tg, step, lo, hi, counts in host_hists:
-        g = hgroups.setdefault(tg, ([], [], [], []))
-        g[0].append(step), g[1].append(lo), g[2].append(hi), g[3].append(counts)
-    for t, s, sums in host_tables:
-        batch.tables.append((t, s, _calibration_table(sums)))
-    columns: dict[str, list] = defaultdict(list)  # tag -> [(steps, values), ...]
-    for tg, (steps, values) in groups.items():
-        table = np.asarray(values, np.float64).reshape(len(steps), len(tg))
-        steps = np.asarray(steps, np.int64)
-        for j, t in enumerate(tg):
-            columns[t].append((steps, table[:, j]))
-    for t, parts in columns.items():
-        steps = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
-        vals = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
-        order = np.argsort(steps, kind="stable")
-        batch.scalars[t] = (steps[order], np.ascontiguousarray(vals[order]))
-    hcolumns: dict[str, list] = defaultdict(list)  # tag -> [(steps, lo, hi, counts), ...]
-    for t, (steps, lo, hi, counts) in hists.items():  # from devices: one histogram per entry
-        hcolumns[t].append((np.asarray(steps, np.int64), np.asarray(lo, np.float64), np.asarray(hi, np.float64),
-                            np.stack(counts)))
-    for tg, (steps, lo, hi, counts) in hgroups.items():  # from the CPU: one (k, bins) block per step
-        steps, lo, hi, counts = np.asarray(steps, np.int64), np.stack(lo), np.stack(hi), np.stack(counts)
-        for j, t in enumerate(tg):
-            hcolumns[t].append((steps, lo[:, j], hi[:, j], counts[:, j]))
-    for t, parts in hcolumns.items():
-        steps, lo, hi, counts = (np.concatenate(x) for x in zip(*parts)) if len(parts) > 1 else parts[0]
-        order = np.argsort(steps, kind="stable")
-        batch.hists[t] = (steps[order], lo[order].astype(np.float64), hi[order].astype(np.float64),
-                          np.ascontiguousarray(counts[order], dtype=np.float64))
+def _note_nonfinite_loss(batch: Batch, state: dict) -> None:
+    """On the writer thread: a nonfinite_loss event at the first step whose training loss is NaN
+    or infinite (once per run)."""
     loss = batch.scalars.get(tags.TRAIN_LOSS)
     if loss is not None and not state["nonfinite_seen"]:
         bad = ~np.isfinite(loss[1])
@@ -578,20 +410,6 @@ def _build_batch(layout, transfers, host, events, bins, state) -> Batch:
             i = int(np.argmax(bad))
             batch.events.append((int(loss[0][i]), time.time(), "nonfinite_loss",
                                  f"training loss became {loss[1][i]} at step {int(loss[0][i])}"))
-    return batch
-
-
-def _calibration_table(sums: np.ndarray) -> dict:
-    count, conf_sum, correct = sums
-    bins = len(count)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        conf = np.where(count > 0, conf_sum / count, np.nan)
-        acc = np.where(count > 0, correct / count, np.nan)
-    total = count.sum()
-    ece = float(np.nansum(count * np.abs(acc - conf)) / total) if total else math.nan
-    edges = np.linspace(0, 1, bins + 1)
-    return {"bin_lo": edges[:-1].tolist(), "bin_hi": edges[1:].tolist(), "count": count.tolist(),
-            "confidence": conf.tolist(), "accuracy": acc.tolist(), "ece": ece, "n": float(total)}
 
 
 def _close_at_exit(ref) -> None:

@@ -12,9 +12,10 @@ charts in agreement.
     <split>/loss, <split>/<name>   the same for record_eval (split defaults to "val")
     lr/group<i>                    learning rate of param group i at that step
     sys/wall_time                  host wall-clock seconds at record_step (for time axes and ETA)
+    train/<stat>, <split>/<stat>   statistics of the logits, stat in LOGIT_STATS
     act/<module>/<stat>            activation statistics, stat in ACT_STATS
     grad/<param>/<stat>            gradient statistics, stat in GRAD_STATS
-    weight/<param>/norm            L2 norm of the parameter
+    weight/<param>/<stat>          weight statistics, stat in WEIGHT_STATS (the L2 norm)
     update_ratio/<param>           ||w_after - w_before|| / ||w_before|| for one optimizer step
 
 Histogram tags use the same paths: act/<module>, grad/<param>, weight/<param>,
@@ -28,8 +29,13 @@ the root module is called "model". When one module runs several times in one for
 
 from __future__ import annotations
 
+# The statistics recorded per module, parameter or batch of logits: the one list of their names.
+# The probes compute them by these names (probes/activations.py, parameters.py, logits.py), in
+# this order, and the charts and rules read them by the same names.
 ACT_STATS = ("mean", "std", "frac_zero", "frac_dead", "frac_saturated", "nonfinite")
 GRAD_STATS = ("norm", "abs_mean", "nonfinite")
+WEIGHT_STATS = ("norm",)
+LOGIT_STATS = ("confidence", "entropy", "accuracy")
 
 TRAIN_LOSS = "train/loss"
 WALL_TIME = "sys/wall_time"
@@ -63,6 +69,12 @@ def weight(param: str, stat: str | None = None) -> str:
 def update_ratio(param: str) -> str:
     """Update-to-weight ratio tag of one parameter."""
     return f"update_ratio/{param}"
+
+
+def stat_tags(tag, names, stats) -> tuple[str, ...]:
+    """tag(name, stat) for every stat and name, stat by stat: the layout of the probes' rows of
+    values (e.g. stat_tags(grad, ["fc.weight", "fc.bias"], GRAD_STATS) starts with both norms)."""
+    return tuple(tag(n, s) for s in stats for n in names)
 
 
 def calibration(split: str) -> str:

@@ -1,6 +1,6 @@
-"""The two implementations of every statistic agree: reductions.py (sync-free, used on GPUs) and
-cpu_stats.py (numpy, used on the CPU). Both run on the CPU here, so the GPU path is checked on
-every machine, GPU or not."""
+"""The two implementations of every statistic agree: the torch one of each family (sync-free, used on
+GPUs) and the numpy one (used on the CPU). Both run on the CPU here, so the GPU path is checked on
+every machine, GPU or not. Statistics are compared by name (runstore.tags descriptors)."""
 
 import math
 
@@ -9,8 +9,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from probes import cpu_stats as C
-from probes import reductions as R
+from probes import activations as A
+from probes import histograms as H
+from probes import logits as L
+from probes import parameters as P
+from probes.arrays import as_numpy
+from runstore import tags
 
 
 def _close(a, b, rel=1e-5):
@@ -18,9 +22,9 @@ def _close(a, b, rel=1e-5):
 
 
 def _both_histograms(xs, bins):
-    dev = R.batched_histograms([R.hist_sample(x, 10**6) for x in xs], bins)
+    dev = H.batched_torch([H.sample_torch(x, 10**6) for x in xs], bins)
     with np.errstate(all="ignore"):  # as in the recorder: NaN/Inf are counted, not warned about
-        cpu = C.HistogramBinner(bins)([C.hist_sample(C.as_numpy(x), 10**6) for x in xs])
+        cpu = H.BatchedNumpy(bins)([H.sample_numpy(as_numpy(x), 10**6) for x in xs])
     return [t.numpy() for t in dev], cpu
 
 
@@ -46,7 +50,7 @@ def test_cpu_and_device_histograms_are_identical():
 def test_histogram_of_values_near_float32_limits():
     x = torch.tensor([-3e38, 1e38, 3e38, float("nan")])
     with np.errstate(all="ignore"):
-        counts, lo, hi = C.HistogramBinner(4)([C.as_numpy(x).copy(), np.arange(8, dtype=np.float32)])
+        counts, lo, hi = H.BatchedNumpy(4)([as_numpy(x).copy(), np.arange(8, dtype=np.float32)])
     assert counts[0].tolist() == [1, 0, 1, 1] and lo[0] == pytest.approx(-3e38) and hi[0] == pytest.approx(3e38)
     assert counts[1].tolist() == [2, 2, 2, 2]
 
@@ -54,19 +58,19 @@ def test_histogram_of_values_near_float32_limits():
 @pytest.mark.parametrize("n", [4097, 6000, 100_000, 1_000_003])
 def test_large_tensors_are_histogrammed_from_a_sample_spread_over_the_whole_tensor(n):
     x = torch.arange(n, dtype=torch.float32)
-    s = R.hist_sample(x, 4096)
+    s = H.sample_torch(x, 4096)
     assert 4096 // 2 < s.numel() <= 4096
-    runs = s.reshape(-1, R.SAMPLE_RUN)
+    runs = s.reshape(-1, H.SAMPLE_RUN)
     assert (runs[:, 1:] - runs[:, :-1] == 1).all()  # runs of consecutive elements...
     gaps = runs[1:, 0] - runs[:-1, 0]
     assert (gaps == gaps[0]).all()  # ...evenly spaced...
     assert s[0] == 0 and s[-1] >= n - 2 * gaps[0]  # ...from the start to (nearly) the end
-    c = C.hist_sample(C.as_numpy(x), 4096)
+    c = H.sample_numpy(as_numpy(x), 4096)
     assert np.array_equal(c, s.numpy())  # the same elements on the CPU
     x[0] = 7.0
     assert s[0] == 0.0 and c[0] == 0.0  # copies: later in-place changes do not reach them
     small = torch.arange(100, dtype=torch.float32)
-    assert R.hist_sample(small, 4096).tolist() == C.hist_sample(C.as_numpy(small), 4096).tolist() == small.tolist()
+    assert H.sample_torch(small, 4096).tolist() == H.sample_numpy(as_numpy(small), 4096).tolist() == small.tolist()
 
 
 def test_unit_axis_for_linear_conv_and_sequence_outputs():
@@ -88,15 +92,15 @@ def test_unit_axis_for_linear_conv_and_sequence_outputs():
     cancel4d = torch.zeros(2, 3, 2, 2)
     cancel4d[0, 0, 0, 0], cancel4d[1, 0, 1, 1] = -0.5, 0.5
     cases.append((nn.Conv2d(1, 3, 1), cancel4d, 2 / 3))
-    # A Linear output too large for the matrix-vector path (cpu_stats.GEMV_MAX) is summed another way.
+    # A Linear output too large for the matrix-vector path (activations.GEMV_MAX) is summed another way.
     big = torch.zeros(300, 400)
     big[:, :100] = 1.0
     big[0, 150], big[1, 150] = 2.0, -2.0
-    assert big.numel() > C.GEMV_MAX
+    assert big.numel() > A.GEMV_MAX
     cases.append((nn.Linear(1, 400), big, 299 / 400))
     for module, x, dead in cases:
-        assert C.activation_stats(module, C.as_numpy(x))[3] == pytest.approx(dead)
-        assert R.activation_stats(module, x)[3].item() == pytest.approx(dead)
+        assert A.stats_numpy(module, as_numpy(x)).frac_dead == pytest.approx(dead)
+        assert A.stats_torch(module, x)[tags.ACT_STATS.index("frac_dead")].item() == pytest.approx(dead)
 
 
 def test_activation_stats_agree():
@@ -109,11 +113,12 @@ def test_activation_stats_agree():
              (nn.Linear(3, 3), torch.tensor([[1.0, float("nan")], [float("inf"), 0.0]]))]
     for module, x in cases:
         with np.errstate(all="ignore"):
-            cpu = C.activation_stats(module, C.as_numpy(x))
-        dev = R.activation_stats(module, x).tolist()
-        assert all(_close(a, b) for a, b in zip(cpu, dev)), (module, cpu, dev)
+            cpu = A.stats_numpy(module, as_numpy(x))
+        dev = dict(zip(tags.ACT_STATS, A.stats_torch(module, x).tolist()))
+        assert dev.keys() == cpu._asdict().keys()
+        assert all(_close(getattr(cpu, s), dev[s]) for s in tags.ACT_STATS), (module, cpu, dev)
         if x.isfinite().all():
-            assert cpu[1] == pytest.approx(x.double().std().item(), rel=1e-5)
+            assert cpu.std == pytest.approx(x.double().std().item(), rel=1e-5)
 
 
 def test_parameter_and_update_stats_agree():
@@ -121,16 +126,21 @@ def test_parameter_and_update_stats_agree():
     ts = [torch.randn(256, 64), torch.zeros(10), torch.randn(7) * 1e20, torch.randn(5)]
     ts[3][1] = float("nan")
     with np.errstate(all="ignore"):
-        cpu = C.param_stats([C.as_numpy(t).reshape(-1) for t in ts])
-    dev = R.param_stats(ts).reshape(-1).tolist()
-    assert all(_close(a, b) for a, b in zip(cpu, dev)), (cpu, dev)
-    assert cpu[6] == pytest.approx(ts[2].double().norm().item(), rel=1e-5)  # no float32 overflow
+        cpu = P.grad_stats_numpy([as_numpy(t).reshape(-1) for t in ts])
+    dev = P.grad_stats_torch(ts).reshape(len(tags.GRAD_STATS), len(ts))  # stat by stat
+    for stat, row in zip(tags.GRAD_STATS, dev.tolist()):
+        assert all(_close(a, b) for a, b in zip(getattr(cpu, stat), row)), (stat, cpu, row)
+    assert cpu.norm[2] == pytest.approx(ts[2].double().norm().item(), rel=1e-5)  # no float32 overflow
+    assert cpu.nonfinite == [0, 0, 0, 1] and math.isnan(cpu.abs_mean[3])
     old = [torch.randn(100), torch.zeros(3)]
     new = [o + 0.01 * torch.randn_like(o) for o in old]
-    ratios, norms = C.update_stats([C.as_numpy(o).copy() for o in old], [C.as_numpy(n) for n in new])
+    ratios, weights = P.update_stats_numpy([as_numpy(o).copy() for o in old], [as_numpy(n) for n in new])
     assert ratios[0] == pytest.approx(((new[0] - old[0]).norm() / old[0].norm()).item(), rel=1e-5)
     assert math.isnan(ratios[1])  # undefined for a parameter that was exactly zero
-    assert norms == pytest.approx([n.norm().item() for n in new], rel=1e-6)
+    assert weights.norm == pytest.approx([n.norm().item() for n in new], rel=1e-6)
+    dratios, dweights = P.update_stats_torch([o.clone() for o in old], new)
+    assert all(_close(a, b) for a, b in zip(ratios, dratios.tolist()))
+    assert all(_close(a, b) for a, b in zip([v for col in weights for v in col], dweights.tolist()))
 
 
 def test_logit_stats_agree():
@@ -141,16 +151,18 @@ def test_logit_stats_agree():
     targets[:4] = -100  # ignore_index
     for t in (targets, None, torch.nn.functional.one_hot(targets.clamp_min(0), 5).float()):
         with np.errstate(all="ignore"):
-            cconf, cvec, ccorrect = C.logits_stats(logits, t)
-        dconf, dvec, dcorrect = R.logits_stats(logits, t)
+            cconf, cvec, ccorrect = L.stats_numpy(logits, t)
+        dconf, dvec, dcorrect = L.stats_torch(logits, t)
         assert np.allclose(cconf, dconf.numpy(), rtol=1e-6)
-        assert all(_close(a, b) for a, b in zip(cvec, dvec.tolist())), (cvec, dvec)
+        dvec = dict(zip(tags.LOGIT_STATS, dvec.tolist()))
+        assert all(_close(getattr(cvec, s), dvec[s]) for s in tags.LOGIT_STATS), (cvec, dvec)
+        assert math.isnan(cvec.accuracy) == (t is None)
         assert (ccorrect is None) == (dcorrect is None)
         if ccorrect is not None:
             assert np.array_equal(ccorrect, dcorrect.numpy())
     with np.errstate(all="ignore"):
-        conf, _, correct = C.logits_stats(logits, targets)
-    assert np.array_equal(C.fixed_histogram(conf, 10, 0.0, 1.0),
-                          R.fixed_histogram(torch.from_numpy(conf), 10, 0.0, 1.0).numpy())
-    assert np.allclose(C.calibration_sums(conf, correct, 15),
-                       R.calibration_sums(torch.from_numpy(conf), torch.from_numpy(correct), 15).numpy())
+        conf, _, correct = L.stats_numpy(logits, targets)
+    assert np.array_equal(H.fixed_numpy(conf, 10, 0.0, 1.0),
+                          H.fixed_torch(torch.from_numpy(conf), 10, 0.0, 1.0).numpy())
+    assert np.allclose(L.calibration_sums_numpy(conf, correct, 15),
+                       L.calibration_sums_torch(torch.from_numpy(conf), torch.from_numpy(correct), 15).numpy())

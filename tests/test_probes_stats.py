@@ -84,6 +84,24 @@ def test_activation_stats_match_torch(tmp_path):
     assert run.series(tags.act("act1", "frac_dead")).iloc[0] >= 4 / 16
 
 
+def test_every_statistic_of_the_tag_descriptors_is_recorded(tmp_path):
+    """The stat names in runstore.tags are the whole contract: a name added there and not computed
+    by a probe (or computed and not named there) shows up here."""
+    run, ref, _ = _train_with_reference(tmp_path, steps=1)
+    assert "warning" not in set(run.events.kind), run.events.message.tolist()
+    have = set(run.scalar_tags())
+    expected = {tags.act(m, s) for m in ref["act"][0] for s in tags.ACT_STATS}
+    for p in ref["grad"][0]:
+        expected |= {tags.grad(p, s) for s in tags.GRAD_STATS} | {tags.weight(p, s) for s in tags.WEIGHT_STATS}
+        expected.add(tags.update_ratio(p))
+    expected |= {tags.split_metric(split, s) for split in ("train", "val") for s in tags.LOGIT_STATS}
+    assert expected <= have, sorted(expected - have)
+
+    def per_layer(ts):
+        return {t for t in ts if tags.parse(t)[0] in ("act", "grad", "weight", "update_ratio")}
+    assert per_layer(have) == per_layer(expected)  # no layer statistic without a name in the descriptors
+
+
 def test_gradient_weight_and_update_stats_match_torch(tmp_path):
     run, ref, _ = _train_with_reference(tmp_path)
     for step in range(1, 4):
@@ -115,7 +133,6 @@ def test_logit_statistics_and_calibration_match_torch(tmp_path):
     run, ref, (vlogits, vy) = _train_with_reference(tmp_path)
     logits, loss = ref["logits"][0]
     p = logits.softmax(-1)
-    y = torch.randint(0, 4, (32,), generator=torch.Generator().manual_seed(0))
     assert run.series("train/loss").loc[1] == pytest.approx(loss, rel=1e-6)
     assert run.series("train/confidence").loc[1] == pytest.approx(p.max(-1).values.mean().item(), rel=1e-5)
     ent = -(p * p.log()).sum(-1).mean().item()
@@ -272,7 +289,7 @@ def test_one_weight_copy_at_a_time_when_the_trained_subset_changes(tmp_path):
         loss.backward()
         opt.step()
         rec.record_step(loss)
-        held = [g for plan in rec._plans.values() for g in plan.groups if g.copy is not None]
+        held = [g for plan in rec._plans.plans.values() for g in plan.groups if g.copy is not None]
         assert sum(g.copy_bytes for g in held) <= 2 * (64 * 64 + 64) * 4  # two experts' weights
     rec.close()
     run = runstore.load_run(tmp_path / "run")

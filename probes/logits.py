@@ -1,0 +1,122 @@
+"""Statistics of a batch of class logits (runstore.tags.LOGIT_STATS: mean confidence, mean entropy,
+accuracy) and the calibration table of an evaluation, in torch (device, sync-free) and numpy (CPU)
+side by side."""
+
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+
+import numpy as np
+import torch
+
+from runstore import tags
+from .arrays import as_numpy, ones
+
+# Reliability diagrams use 15 equal-width confidence bins, as in Guo et al. 2017 ("On Calibration
+# of Modern Neural Networks"), which introduced the expected calibration error in this form.
+CALIBRATION_BINS = 15
+
+LogitStats = namedtuple("LogitStats", tags.LOGIT_STATS)
+_ACCURACY = tags.LOGIT_STATS.index("accuracy")
+
+
+def kept_stats(split: str, explicit, has_targets: bool) -> tuple[list[int], tuple[str, ...]]:
+    """(positions in LogitStats, their tags) of the statistics to record: not those the caller
+    passed explicitly as scalars, and no accuracy without targets."""
+    keep = [i for i, s in enumerate(tags.LOGIT_STATS) if s not in explicit and (has_targets or i != _ACCURACY)]
+    return keep, tags.stat_tags(tags.split_metric, (split,), [tags.LOGIT_STATS[i] for i in keep])
+
+
+def _class_targets(targets: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Class indices: probability (one-hot or soft) targets become their argmax."""
+    t = targets.detach()
+    if t.is_floating_point() and t.shape == logits.shape:
+        t = t.reshape(-1, logits.shape[-1]).argmax(-1)
+    return t
+
+
+def stats_torch(logits: torch.Tensor, targets: torch.Tensor | None):
+    """(confidence per sample, LogitStats as one vector with NaN accuracy without targets, correct
+    per sample or None) for class logits of shape (..., classes), on their device. Targets may be
+    class indices (...) or probabilities (..., classes); negative indices (ignore_index) are left
+    out of the accuracy."""
+    z = logits.detach().float().reshape(-1, logits.shape[-1])
+    logp = torch.log_softmax(z, dim=-1)
+    p = logp.exp()
+    conf, pred = p.max(dim=-1)
+    entropy = -(p * logp).nan_to_num_(0.0).sum(-1)
+    correct = None
+    acc = torch.full((), float("nan"), device=z.device)
+    if targets is not None:
+        t = _class_targets(targets, logits).reshape(-1)
+        if t.numel() == pred.numel():
+            valid = t >= 0
+            correct = (pred == t) & valid
+            acc = correct.sum() / valid.sum().clamp_min(1)
+    return conf, torch.stack(LogitStats(confidence=conf.mean(), entropy=entropy.mean(), accuracy=acc.float())), correct
+
+
+def stats_numpy(logits: torch.Tensor, targets: torch.Tensor | None):
+    """(confidence per sample, LogitStats, correct per sample or None), as stats_torch."""
+    # Few numpy calls on small arrays: on a training step each call costs more than the arithmetic.
+    z = as_numpy(logits)
+    classes = z.shape[-1]
+    z = z.reshape(-1, classes)
+    n = len(z)
+    zs = z - z.max(axis=1, keepdims=True)  # <= 0: exp cannot overflow
+    e = np.exp(zs)
+    s = np.dot(e, ones(classes))
+    conf = 1.0 / s  # the top class has exp(0) = 1
+    # H = -sum p log p = log s - sum(p * zs) per sample, with p = e / s
+    pz = float(np.vdot(e * conf[:, None], zs))
+    if not math.isfinite(pz):  # a -inf logit gives 0 * -inf: count it as 0, as torch does
+        pz = float(np.nan_to_num(e * conf[:, None] * zs, nan=0.0).sum())
+    entropy = (float(np.add.reduce(np.log(s))) - pz) / n
+    correct, acc = None, math.nan
+    if targets is not None:
+        t = _class_targets(targets, logits).cpu().numpy().reshape(-1)
+        if t.size == n:
+            correct = z.argmax(axis=1) == t
+            n_valid = n
+            if np.minimum.reduce(t) < 0:  # negative class indices (ignore_index) are left out of the accuracy
+                valid = t >= 0
+                correct &= valid
+                n_valid = np.count_nonzero(valid)
+            acc = np.count_nonzero(correct) / max(n_valid, 1)
+    return conf, LogitStats(confidence=float(np.add.reduce(conf)) / n, entropy=entropy, accuracy=acc), correct
+
+
+def calibration_sums_torch(conf: torch.Tensor, correct: torch.Tensor, bins: int) -> torch.Tensor:
+    """(3, bins): per equal-width confidence bin, the count, sum of confidence and number correct
+    (the ingredients of a reliability diagram and the expected calibration error)."""
+    idx = (conf * bins).long().clamp_(0, bins - 1)
+    out = torch.zeros(3, bins, device=conf.device)
+    out[0].scatter_add_(0, idx, torch.ones_like(conf))
+    out[1].scatter_add_(0, idx, conf)
+    out[2].scatter_add_(0, idx, correct.float())
+    return out
+
+
+def calibration_sums_numpy(conf: np.ndarray, correct: np.ndarray, bins: int) -> np.ndarray:
+    """(3, bins), as calibration_sums_torch."""
+    idx = (conf * bins).astype(np.intp)  # conf in (0, 1], or NaN from NaN logits
+    np.maximum(idx, 0, out=idx)
+    np.minimum(idx, bins - 1, out=idx)
+    return np.stack([np.bincount(idx, minlength=bins), np.bincount(idx, conf, minlength=bins),
+                     np.bincount(idx, correct, minlength=bins)]).astype(np.float64)
+
+
+def calibration_table(sums: np.ndarray) -> dict:
+    """The stored calibration table (tags.calibration) from either calibration_sums: per bin its
+    edges, count, mean confidence and accuracy, plus the expected calibration error."""
+    count, conf_sum, correct = sums
+    bins = len(count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.where(count > 0, conf_sum / count, np.nan)
+        acc = np.where(count > 0, correct / count, np.nan)
+    total = count.sum()
+    ece = float(np.nansum(count * np.abs(acc - conf)) / total) if total else math.nan
+    edges = np.linspace(0, 1, bins + 1)
+    return {"bin_lo": edges[:-1].tolist(), "bin_hi": edges[1:].tolist(), "count": count.tolist(),
+            "confidence": conf.tolist(), "accuracy": acc.tolist(), "ece": ece, "n": float(total)}
