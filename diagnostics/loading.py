@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 
 import runstore
@@ -41,9 +40,9 @@ def load_run(path: str | os.PathLike) -> Run:
 def _load_ours(p: Path) -> Run:
     try:
         run = runstore.load_run(p)
-    except RunReadError:
+    except RunReadError:  # includes a database runstore could not read
         raise
-    except (sqlite3.Error, OSError, ValueError) as e:
+    except (OSError, ValueError) as e:
         raise RunReadError(f"{p} could not be read: {type(e).__name__}: {e}") from None
     if not run.meta and not run.scalar_tags() and not run.hist_tags():
         raise RunReadError(f"{p} holds neither readable metadata nor any recorded numbers. "

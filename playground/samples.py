@@ -8,11 +8,12 @@ its description claims, so the samples stay honest when the code changes.
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from runstore import compact
 
 from .config import Config
 
@@ -144,22 +145,6 @@ def select(names: list[str] | None) -> list[Sample]:
     return [SAMPLES[n] for n in names]
 
 
-def compact(run_dir: Path) -> None:
-    """Make a finished run self-contained for shipping: fold the WAL into run.db, switch it to a
-    rollback journal (so read-only checkouts can open it and readers leave no -wal/-shm files
-    behind) and vacuum it."""
-    db = run_dir / "run.db"
-    con = sqlite3.connect(db)
-    try:
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        con.execute("PRAGMA journal_mode=DELETE")
-        con.execute("VACUUM")
-    finally:
-        con.close()
-    for suffix in ("-wal", "-shm"):
-        (run_dir / f"run.db{suffix}").unlink(missing_ok=True)
-
-
 def make(samples: list[Sample], out: Path, *, quiet: bool = False, stop=None) -> dict[str, tuple[str, float]]:
     """Retrain `samples` into out/<name>/ (replacing them); return {name: (status, seconds)}."""
     import torch  # deferred: listing samples needs no torch
@@ -190,7 +175,7 @@ def make(samples: list[Sample], out: Path, *, quiet: bool = False, stop=None) ->
             seconds = time.perf_counter() - t0
             if bar:
                 bar.finish()
-            compact(run_dir)
+            compact(run_dir)  # self-contained for shipping: no WAL, readable from a read-only checkout
             timings[s.name] = (status, seconds)
             if not quiet:
                 print(f"  -> {status} in {seconds:.1f} s", file=sys.stderr)

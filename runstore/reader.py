@@ -7,7 +7,7 @@ import os
 import socket
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -89,6 +89,8 @@ def read_meta(run_dir: str | os.PathLike) -> dict:
         raise RunReadError(f"{run_dir} is not a run directory: it has no {schema.META_FILE}.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunReadError(f"{path} is corrupt ({e}); the run's numbers may still be in {schema.DB_FILE}.") from None
+    except OSError as e:  # permission denied, a folder of that name, ...
+        raise RunReadError(f"{path} cannot be read ({e.strerror or e}).") from None
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
@@ -164,6 +166,8 @@ class Run:
             # A truncated or overwritten file: keep whatever was read before and say so.
             self._warn(f"{db} is damaged ({e}); showing what could be read.")
             return False
+        except sqlite3.Error as e:  # e.g. the connection could not be used: nothing to show
+            raise RunReadError(f"{db} could not be read: {type(e).__name__}: {e}") from None
         finally:
             con.close()
 
@@ -215,12 +219,12 @@ class Run:
             self._events.append((step, wall, kind, message))
             self._seen["events"] = rid
             new = True
-        info = dict(con.execute("SELECT key, value FROM info").fetchall())
+        info = schema.decode_info(con.execute("SELECT key, value FROM info").fetchall())
         con.execute("COMMIT")
-        if "last_flush" in info:
-            self.last_flush = json.loads(info["last_flush"])
-        if "last_step" in info:
-            self.last_step = int(json.loads(info["last_step"]))
+        if isinstance(info.get("last_flush"), (int, float)):
+            self.last_flush = info["last_flush"]
+        if isinstance(info.get("last_step"), int):
+            self.last_step = info["last_step"]
         if new:
             self.__dict__.pop("scalars", None)
             self._series_cache = {}

@@ -3,7 +3,12 @@
     <run_dir>/run.json     human-readable metadata, rewritten atomically (tmp file + rename)
     <run_dir>/run.db       SQLite in WAL mode: one writer (the training process), many readers
     <run_dir>/tb/          optional TensorBoard mirror (event files)
-    <run_dir>/train.log    optional log of a training process started by the playground
+    <run_dir>/train.log    optional log of a training process started as a job (jobs/)
+    <run_dir>/config.json  the playground Config a job trains (jobs/)
+    <run_dir>/job.json     the job's pid, command and stop request (jobs/)
+
+This module is the only place these names are spelled; everything outside runstore/ uses the
+constants below or the functions of runstore/rundir.py.
 
 Numbers are stored in chunks: one row per tag per flush, holding little-endian numpy arrays as
 BLOBs. A run of 100,000 steps with 30 layers is then a few thousand rows instead of millions,
@@ -15,19 +20,50 @@ No pickle anywhere: BLOBs are raw float/int arrays and everything else is JSON o
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from pathlib import Path
 
 FORMAT_VERSION = 1
 META_FILE = "run.json"
 DB_FILE = "run.db"
+# SQLite's companions of run.db in WAL mode: the write-ahead log and its shared-memory index.
+DB_WAL = DB_FILE + "-wal"
+DB_SHM = DB_FILE + "-shm"
 TB_DIR = "tb"
 LOG_FILE = "train.log"
+CONFIG_FILE = "config.json"
+JOB_FILE = "job.json"
+# Every file name of a run directory (TB_DIR is a folder).
+FILES = (META_FILE, DB_FILE, DB_WAL, DB_SHM, LOG_FILE, CONFIG_FILE, JOB_FILE)
 
 # Status values stored in run.json. "running" is only what the writer last said; the reader
 # turns a "running" run whose process is gone into "killed" (see reader.effective_status).
 RUNNING, FINISHED, FAILED, STOPPED, KILLED = "running", "finished", "failed", "stopped", "killed"
 STATUSES = (RUNNING, FINISHED, FAILED, STOPPED, KILLED)
+
+
+ENDED = tuple(s for s in STATUSES if s != RUNNING)
+
+
+def require_ended(status: str) -> str:
+    """`status` if a run can end with it; ValueError otherwise (e.g. "running")."""
+    if status not in ENDED:
+        raise ValueError(f"an ended run's status is one of {', '.join(ENDED)}; got {status!r}")
+    return status
+
+
+def end_fields(meta: dict, status: str, *, error: str | None = None, now: float | None = None) -> dict:
+    """`meta` updated in place to say the run ended with `status` (and why, if `error`). The one
+    definition of an ended run: a final status, an `ended` time (kept if already set), the error."""
+    require_ended(status)
+    meta["status"] = status
+    meta["ended"] = meta.get("ended") or (now if now is not None else time.time())
+    if error:
+        meta["error"] = error
+    return meta
+
 
 DDL = """
 CREATE TABLE IF NOT EXISTS tags (
@@ -85,3 +121,14 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
         con.executescript(DDL)
         con.commit()
     return con
+
+
+def decode_info(rows) -> dict:
+    """The `info` table's (key, JSON value) rows as a dict; values that are not JSON are left out."""
+    out = {}
+    for key, value in rows:
+        try:
+            out[key] = json.loads(value)
+        except (TypeError, ValueError):
+            pass
+    return out

@@ -98,7 +98,7 @@ class RunWriter:
                 f"{self.run_dir} already holds a run{desc}. Choose a new run_dir, or pass "
                 f"overwrite=True to replace it."
             )
-        for name in (schema.META_FILE, schema.DB_FILE, schema.DB_FILE + "-wal", schema.DB_FILE + "-shm"):
+        for name in (schema.META_FILE, schema.DB_FILE, schema.DB_WAL, schema.DB_SHM):
             (self.run_dir / name).unlink(missing_ok=True)
 
     # -- metadata -------------------------------------------------------------------------
@@ -157,13 +157,12 @@ class RunWriter:
                 info["last_step"] = int(last_step)
             self._set_info(info)
 
-    def close(self, status: str = schema.FINISHED) -> None:
-        """Record the final status and end time; safe to call twice."""
+    def close(self, status: str = schema.FINISHED, *, error: str | None = None) -> None:
+        """Record the final status, end time and error (if any); safe to call twice."""
         if self._con is None:
             return
-        if status not in schema.STATUSES:
-            raise ValueError(f"status must be one of {schema.STATUSES}, got {status!r}")
-        self.update_meta(status=status, ended=time.time())
+        schema.end_fields(self.meta, status, error=error)
+        self.write_meta()
         self._con.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self._con.close()
         self._con = None

@@ -1,18 +1,22 @@
-"""Applying advice to a run's hyperparameters: the rerun config has exactly the advised change, the
-sentence says what changed, and changes that cannot apply are left out with a reason."""
+"""Rerun with a fix (jobs.rerun): the rerun config has exactly the change the rule put in the
+finding's `fix`, the sentence says what changed, changes that cannot apply are left out with a
+reason, and a finding without a fix changes nothing (what to change is the rules' decision)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import diagnostics
 import runstore
-from dashboard.fixes import (AppliedFix, Change, FixError, apply_fix, changes_between, config_from_hparams,
-                             implied_fix)
 from diagnostics import Finding
+from jobs import AppliedFix, Change, FixError, apply_fix, changes_between, config_from_hparams, rerunnable
 from playground.config import Config
 from runstore import tags as T
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_runs"
 
 
 def _finding(rule="lr_too_high", severity="warning", fix=None, advice="Try something.") -> Finding:
@@ -72,33 +76,33 @@ def test_forget_bias_only_applies_to_lstm():
     assert not applied.changed and "forget_bias: only used by lstm" in applied.skipped[0]
 
 
-@pytest.mark.parametrize("rule,severity,expected", [
-    ("lr_too_high", "critical", {"lr": 0.02}),   # the rule's /10 for a critical finding
-    ("lr_too_high", "warning", {"lr": 0.067}),   # and /3 otherwise, rounded to 2 significant digits
-    ("lr_too_low", "warning", {"lr": 0.6}),
-    ("underfitting", "info", {"epochs": 20}),    # "still falling: train longer", the rule's own x2
+@pytest.mark.parametrize("sample,rule", [
+    ("lr_too_high", "lr_too_high"), ("lr_too_low", "lr_too_low"), ("no_batchnorm_high_lr", "nan_loss"),
+    ("optimizer_sgd", "underfitting"), ("overfitting", "overfitting"), ("lstm_exploding", "exploding_gradients"),
 ])
-def test_findings_without_a_fix_map_to_their_one_unambiguous_change(rule, severity, expected):
+def test_a_sample_runs_finding_reruns_with_exactly_the_fix_its_rule_chose(sample, rule):
+    run = diagnostics.load_run(SAMPLES / sample)
+    finding = next(f for f in diagnostics.advise(run) if f.rule == rule)
+    assert finding.fix, f"{rule} on {sample} proposes no change"
+    base = Config.from_dict(run.hparams)
+    applied = apply_fix(run.hparams, finding)
+    assert _only_changed(base, applied.config) == {k: (getattr(base, k), v) for k, v in finding.fix.items()}
+    assert not applied.skipped and applied.sentence
+
+
+def test_a_finding_without_a_fix_changes_nothing():
+    """Advice with several reasonable answers (e.g. "stop early, add dropout or get more data")
+    stays a human decision: no rerun is derived from its text."""
     base = Config(lr=0.2, epochs=10)
-    assert implied_fix(_finding(rule, severity), base) == expected
-
-
-@pytest.mark.parametrize("rule,severity", [("overfitting", "info"), ("loss_plateau", "warning"), ("short_run", "info"),
-                                           ("exploding_gradients", "warning"), ("underfitting", "warning"),
-                                           ("overconfidence", "warning")])
-def test_ambiguous_findings_imply_no_change(rule, severity):
-    assert implied_fix(_finding(rule, severity), Config()) == {}
-
-
-def test_nan_loss_before_any_update_implies_no_change():
-    f = _finding("nan_loss", "critical", advice="The first loss was already non-finite, before any update: check ...")
-    assert implied_fix(f, Config()) == {}
-    assert implied_fix(_finding("nan_loss", "critical"), Config(lr=1.0)) == {"lr": 0.1, "grad_clip": 1.0}
+    for finding in (_finding("underfitting", "warning", advice="Train longer: multiply epochs by 2."),
+                    _finding("lr_too_high", "critical", advice="Divide the learning rate by 10.")):
+        applied = apply_fix(base, finding)
+        assert not applied.changed and applied.config == base and applied.sentence == ""
 
 
 def test_a_fix_that_makes_the_config_invalid_is_refused_with_the_field_named():
     with pytest.raises(FixError, match="epochs"):
-        apply_fix(Config(epochs=8000), _finding("underfitting", "info"))
+        apply_fix(Config(epochs=8000), _finding("underfitting", "info", fix={"epochs": 16000}))
     with pytest.raises(FixError, match="does not have: learning_rate"):
         apply_fix(Config(), {"learning_rate": 0.1})
 
@@ -112,6 +116,7 @@ def test_config_from_hparams_accepts_playground_runs_only():
         config_from_hparams({})
     with pytest.raises(FixError, match="dropout"):
         config_from_hparams({**Config().to_dict(), "dropout": 1.5})
+    assert rerunnable(Config().to_dict()) and not rerunnable({"lr": 0.1}) and not rerunnable(None)
 
 
 def test_a_gpu_run_reruns_on_auto_where_there_is_no_gpu():

@@ -1,6 +1,6 @@
-"""The job manager behind the Train page: real `python -m playground train` processes, safe run
-folder names, the concurrency limit, clean stop, forced stop, rediscovery after an app restart,
-and runs left "running" by a dead process."""
+"""Training jobs (the `jobs` package behind the Train page): the one launcher, real
+`python -m playground train` processes, safe run folder names, the concurrency limit, clean stop,
+forced stop, rediscovery after an app restart, and runs left "running" by a dead process."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ import time
 import pytest
 
 import runstore
-from dashboard import jobs
-from dashboard.jobs import (JOB_FILE, JobError, JobLimitError, JobManager, default_max_jobs, new_run_dir, slugify,
-                            wait_for)
+from jobs import JobError, JobLimitError, JobManager, default_max_jobs, launch, new_run_dir, slugify, wait_for
+from jobs import launcher
+from jobs import supervisor
 from playground.config import Config, ConfigError
+from runstore.schema import JOB_FILE
 
 TINY = dict(workload="spirals", epochs=1, batch_size=100, eval_every=5, probe_every=5)  # 15 steps
 LONG = dict(workload="spirals", epochs=3000, batch_size=100, eval_every=50, probe_every=50)  # minutes
@@ -27,8 +28,25 @@ LONG = dict(workload="spirals", epochs=3000, batch_size=100, eval_every=50, prob
 
 def _forget_children():
     """Simulate an app restart: the new app process holds no Popen handles of the old one."""
-    with jobs._CHILDREN_LOCK:
-        jobs._CHILDREN.clear()
+    with supervisor._CHILDREN_LOCK:
+        supervisor._CHILDREN.clear()
+
+
+def test_launch_trains_every_field_of_the_config_in_its_own_process(tmp_path):
+    """The one launcher (the job manager starts every job through it): an argument list, the
+    Config in the run directory, the output in its log, values starting with "-" kept as values."""
+    cfg = Config(workload="spirals", train_subset=64, batch_size=32, epochs=1, lr=3e-4, normalize_inputs=False,
+                 device="cpu")
+    proc = launch(cfg, tmp_path / "r", name="--lr 5", description="launched")
+    assert proc.args[1:4] == ["-m", "playground", "train"]
+    assert proc.wait(timeout=120) == 0
+    run = runstore.load_run(tmp_path / "r")
+    assert run.status == "finished" and run.meta["description"] == "launched" and run.meta["name"] == "--lr 5"
+    assert Config.from_dict(run.hparams) == cfg  # every field travelled, and "--lr 5" stayed a name
+    assert f"finished: {tmp_path / 'r'}" in runstore.log_tail(tmp_path / "r", 5)
+    with pytest.raises(ConfigError, match="lr"):
+        launch(Config(lr=-1.0), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize("name,expected", [
@@ -62,9 +80,10 @@ def test_a_short_job_trains_the_given_config_into_its_run_dir(tmp_path):
     assert job.run_dir.parent == (tmp_path / "runs").resolve() and job.run_dir.name.startswith("tiny-run-")
     record = json.loads((job.run_dir / JOB_FILE).read_text())
     assert isinstance(record["argv"], list) and record["argv"][1:4] == ["-m", "playground", "train"]
-    assert Config.load(job.run_dir / "config.json") == config
+    assert Config.load(job.run_dir / "config.json") == config  # the file the job's argv names
+    assert f"--config={job.run_dir / 'config.json'}" in record["argv"]
     done = wait_for(mgr, job.run_dir, lambda j: not j.live, timeout=90)
-    assert done.state == "finished", (done.error, jobs.log_tail(job.run_dir))
+    assert done.state == "finished", (done.error, runstore.log_tail(job.run_dir))
     assert done.step == done.total == 15 and done.fraction == 1.0
     run = runstore.load_run(job.run_dir)
     assert run.hparams == config.to_dict()
@@ -144,7 +163,7 @@ def test_a_crash_before_recording_shows_its_error_and_log(tmp_path):
         pytest.skip("this machine has a CUDA device")
     assert final.state == "failed"
     assert "device: 'cuda' is not present" in final.error and "exited with status 2" in final.error
-    assert "device: 'cuda' is not present" in jobs.log_tail(job.run_dir, 5)
+    assert "device: 'cuda' is not present" in runstore.log_tail(job.run_dir, 5)
     run = runstore.load_run(job.run_dir)  # listed like any run, with the reason
     assert run.status == "failed" and run.hparams["device"] == "cuda"
 
@@ -169,7 +188,7 @@ def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path, m
         return real_popen([argv[0], str(stub)] + argv[1:], **kw)
 
     mgr = JobManager(tmp_path / "runs", devices=["cpu"], grace_s=1.0)
-    monkeypatch.setattr(jobs.subprocess, "Popen", popen)
+    monkeypatch.setattr(launcher.subprocess, "Popen", popen)
     job = mgr.start(Config(**TINY), name="stubborn")
     monkeypatch.undo()
     wait_for(mgr, job.run_dir, lambda j: j.state == "running", timeout=30)
@@ -180,3 +199,11 @@ def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path, m
     final = wait_for(mgr, job.run_dir, lambda j: not j.live, timeout=20)
     assert 0.9 < time.monotonic() - t0 < 15
     assert final.state == "killed" and "stopped by force" in final.error
+
+
+def test_jobs_never_imports_torch_streamlit_or_plotly():
+    code = ("import sys, jobs; bad = {'torch', 'streamlit', 'plotly'} & {m.split('.')[0] for m in sys.modules}; "
+            "print(sorted(bad)); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -142,18 +142,3 @@ def test_make_samples_list_and_one_sample(tmp_path):
     # tolerance: another CPU may round differently, and this run is chaotic once units die.
     committed = runstore.load_run(ROOT / "sample_runs" / "dying_relu").series("train/loss")
     assert np.allclose(committed.values[:30], run.series("train/loss").values[:30], rtol=1e-4)
-
-
-def test_launch_starts_a_separate_process_that_logs_to_train_log(tmp_path):
-    from playground.launch import command, start_training
-
-    cfg = Config(workload="spirals", train_subset=64, batch_size=32, epochs=1, lr=3e-4, normalize_inputs=False,
-                 device="cpu")
-    cmd = command(cfg, tmp_path / "r", description="launched")
-    assert cmd[1:4] == ["-m", "playground", "train"] and "--lr" in cmd and "0.0003" in cmd
-    proc = start_training(cfg, tmp_path / "r", description="launched")
-    assert proc.wait(timeout=120) == 0
-    run = runstore.load_run(tmp_path / "r")
-    assert run.status == "finished" and run.meta["description"] == "launched"
-    assert Config.from_dict(run.hparams) == cfg  # every field travelled through the command line
-    assert f"finished: {tmp_path / 'r'}" in (tmp_path / "r" / "train.log").read_text()

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import jobs
 import runstore
-from dashboard import jobs
-from dashboard.jobs import JobManager
+from jobs import JobManager
 from playground.config import FIELDS, Config
 from runstore import tags as T
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
-from runstore import RunReadError, read_meta
+from runstore import RunReadError, meta_signature, read_meta
 
 from ..discovery import RunRef, find_runs
 from ..loading import RunHandle
@@ -29,7 +27,7 @@ def discover(folders: tuple[str, ...]) -> tuple[list[RunRef], list[str]]:
 
 
 @st.cache_data(show_spinner=False, max_entries=2048)
-def _meta(path: str, mtime_ns: int) -> dict | str:
+def _meta(path: str, signature: int) -> dict | str:
     try:
         return read_meta(path)
     except RunReadError as e:
@@ -37,9 +35,6 @@ def _meta(path: str, mtime_ns: int) -> dict | str:
 
 
 def meta(ref: RunRef) -> dict | str:
-    """run.json of a run (cheap, for labels), or the reason it cannot be read."""
-    try:
-        mtime = os.stat(os.path.join(ref.path, "run.json")).st_mtime_ns
-    except OSError:
-        mtime = -1
-    return _meta(ref.path, mtime)
+    """run.json of a run (cheap, for labels), or the reason it cannot be read. Re-read only when
+    the file changes."""
+    return _meta(ref.path, meta_signature(ref.path))

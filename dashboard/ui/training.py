@@ -1,6 +1,6 @@
-"""Streamlit pieces of the training-jobs feature that several pages use: the shared job manager,
-"Rerun with changes", the one-click "Apply: <change>" rerun of an advice card, a crashed job's log,
-and the list of live jobs."""
+"""Streamlit pieces of the training-jobs feature (the `jobs` package) that several pages use: the
+shared job manager, "Rerun with changes", the one-click "Apply: <change>" rerun of an advice card,
+a crashed job's log, and the list of live jobs."""
 
 from __future__ import annotations
 
@@ -10,14 +10,17 @@ import time
 
 import streamlit as st
 
+from jobs import AppliedFix, FixError, JobError, JobInfo, JobManager, apply_fix, config_from_hparams
 from playground.config import ConfigError
+from runstore import log_tail, read_meta_or_none, schema
 
 from .. import navigation
-from ..fixes import AppliedFix, FixError, apply_fix, config_from_hparams
-from ..jobs import JobError, JobInfo, JobManager, log_tail
+from ..format import md_escape
+from ..status import look as status_look
 from . import cache
 from .advice import card_head
 from .context import COMPARE_RUNS, CURRENT_RUN, SELECTED_RUNS, get_context
+from .runpage import RERUN_REQUEST
 
 TRAIN_PAGE = "train"
 TRAIN_SCRIPT = "dashboard/pages/train.py"
@@ -25,10 +28,6 @@ TRAIN_SCRIPT = "dashboard/pages/train.py"
 PREFILL = "_train_prefill"        # {"hparams", "parent", "parent_name", "note"}: load into the form
 PENDING_WATCH = "_train_watch_pending"  # run dir the Train page should show next
 FLASH = "_train_flash"            # (kind, message) shown once on the Train page
-STATE_WORDS = {"starting": "starting", "running": "live", "finished": "finished", "failed": "failed",
-               "stopped": "stopped", "killed": "not finished"}
-STATE_COLORS = {"starting": "violet", "running": "green", "finished": "blue", "failed": "red", "stopped": "gray",
-                "killed": "orange"}
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -57,8 +56,10 @@ def clock(seconds: float | None) -> str:
 
 
 def state_badge(state: str) -> None:
-    st.badge(STATE_WORDS.get(state, state), color=STATE_COLORS.get(state, "gray"),
-             icon=":material/fiber_manual_record:" if state == "running" else None)
+    """A job's state as the run pages show a run's status (dashboard.status)."""
+    look = status_look(state)
+    st.badge(look.label, color=look.color, help=look.help or None,
+             icon=":material/fiber_manual_record:" if state == schema.RUNNING else None)
 
 
 def job_label(job: JobInfo) -> str:
@@ -67,16 +68,32 @@ def job_label(job: JobInfo) -> str:
 
 
 # -- rerun with changes ----------------------------------------------------------------------------
-def open_in_form(hparams: dict, *, parent: str, parent_name: str, note: str | None = None) -> None:
-    """Load a run's hyperparameters into the Train page's form and go there."""
+def prefill_form(hparams: dict, *, parent: str, parent_name: str, note: str | None = None) -> bool:
+    """Queue a run's hyperparameters for the Train page's form; False (with the reason shown) if
+    they are not a playground config."""
     try:
         config, notes = config_from_hparams(hparams, devices=manager().devices())
     except FixError as e:
-        st.error(str(e), icon=":material/block:")
-        return
+        st.error(md_escape(e), icon=":material/block:")
+        return False
     st.session_state[PREFILL] = {"hparams": config.to_dict(), "parent": parent, "parent_name": parent_name,
                                  "parent_hparams": dict(hparams), "note": " ".join(([note] if note else []) + notes)}
-    go_to_train()
+    return True
+
+
+def open_in_form(hparams: dict, *, parent: str, parent_name: str, note: str | None = None) -> None:
+    """Load a run's hyperparameters into the Train page's form and go there."""
+    if prefill_form(hparams, parent=parent, parent_name=parent_name, note=note):
+        go_to_train()
+
+
+def take_rerun_request() -> None:
+    """Prefill the form with the run a run page's "Rerun with changes" handed over (if any)."""
+    request = st.session_state.pop(RERUN_REQUEST, None)
+    if not request:
+        return
+    meta = read_meta_or_none(request["path"]) or {}
+    prefill_form(meta.get("hparams") or {}, parent=request["path"], parent_name=request.get("name") or "")
 
 
 def go_to_train() -> None:
@@ -86,23 +103,9 @@ def go_to_train() -> None:
     st.switch_page(train_script())
 
 
-def rerun_button(run, *, key: str) -> None:
-    """A "Rerun with changes" button for a run the playground trained (other runs get none: their
-    training code is not the dashboard's to rerun)."""
-    hparams = (run.meta or {}).get("hparams") or {}
-    try:
-        config_from_hparams(hparams)
-    except FixError:
-        return
-    if st.button("Rerun with changes", key=key, icon=":material/replay:", type="tertiary",
-                 help="Open this run's hyperparameters in the Train page, change some, and start a new run "
-                      "linked to this one."):
-        open_in_form(hparams, parent=str(run.path), parent_name=run.name)
-
-
 # -- apply the advice ------------------------------------------------------------------------------
 def applied_fix(finding, hparams: dict) -> AppliedFix | None:
-    """The rerun config a finding implies for a run, or None if it implies no change here."""
+    """The rerun config of a finding's fix for a run, or None if its fix changes nothing here."""
     try:
         applied = apply_fix(hparams, finding, devices=manager().devices())
     except FixError:
@@ -117,11 +120,12 @@ def start_rerun(applied: AppliedFix, *, parent: str, parent_name: str, why: str)
                               description=f"Rerun of {parent_name} with {applied.sentence}, as advised ({why}).",
                               parent=parent)
     except (ConfigError, JobError) as e:
-        st.error(f"Not started: {e}", icon=":material/block:")
-        st.toast(f"Not started: {e}", icon=":material/block:")  # outlives a live panel's next refresh
+        st.error(f"Not started: {md_escape(e)}", icon=":material/block:")
+        st.toast(f"Not started: {md_escape(e)}", icon=":material/block:")  # outlives a live panel's next refresh
         return None
     st.session_state[PENDING_WATCH] = str(job.run_dir)
-    st.session_state[FLASH] = ("success", f"Started **{job.name}** with {applied.sentence} (advice: {why}).")
+    st.session_state[FLASH] = ("success", f"Started **{md_escape(job.name)}** with `{applied.sentence}` "
+                                          f"(advice: {md_escape(why)}).")
     return job
 
 
@@ -151,7 +155,7 @@ def apply_actions(run) -> callable:
 def advice_list(findings, *, run, key: str, error: str | None = None) -> None:
     """Compact advice cards for the Train page's monitor, each with its Apply button."""
     if error:
-        st.warning(error, icon=":material/warning:")
+        st.warning(md_escape(error), icon=":material/warning:")
     if not findings:
         if not error:
             st.caption(":material/check_circle: No problems found in the data recorded so far.")
@@ -165,29 +169,14 @@ def advice_list(findings, *, run, key: str, error: str | None = None) -> None:
 
 # -- crashes and live jobs -------------------------------------------------------------------------
 def crash_details(run_dir, *, status: str, error: str | None, lines: int = 25, expanded: bool = True) -> None:
-    """For a failed or unfinished run: its error message and the last lines of its train.log."""
-    if status not in ("failed", "killed"):
+    """For a failed or unfinished job: its error message and the last lines of its log."""
+    if status not in (schema.FAILED, schema.KILLED):
         return
     if error:
-        st.error(error, icon=":material/error:")
+        st.error(md_escape(error), icon=":material/error:")
     tail = log_tail(run_dir, lines)
     if tail:
-        with st.expander(f"Last {min(lines, tail.count(chr(10)) + 1)} lines of train.log", expanded=expanded):
-            st.code(tail, language="text")
-
-
-def unfinished_details(run) -> None:
-    """On a run's pages: why a run did not finish, and the last lines of its train.log."""
-    status = run.status
-    if status not in ("failed", "killed"):
-        return
-    if status == "killed":
-        st.warning(run.meta.get("error") or "Not finished: the process recording this run is gone (it crashed or "
-                   "was killed) and never closed the run; what it recorded until then is shown.",
-                   icon=":material/warning:")
-    tail = log_tail(run.path, 25)
-    if tail:
-        with st.expander("Last lines of train.log (the training process's output)", expanded=True):
+        with st.expander(f"Last {min(lines, tail.count(chr(10)) + 1)} lines of {schema.LOG_FILE}", expanded=expanded):
             st.code(tail, language="text")
 
 
@@ -200,7 +189,7 @@ def live_jobs_panel(*, key: str = "live-jobs") -> None:
     for j in live:
         with st.container(horizontal=True, vertical_alignment="center"):
             state_badge(j.state)
-            st.markdown(f"**{j.name}**" + (f" · step {j.step:,}/{j.total:,}" if j.step is not None and j.step >= 0
+            st.markdown(f"**{md_escape(j.name)}**" + (f" · step {j.step:,}/{j.total:,}" if j.step is not None and j.step >= 0
                                             and j.total else ""))
             if st.button("Watch", key=f"{key}-{j.run_dir.name}", icon=":material/visibility:", type="tertiary"):
                 st.session_state[PENDING_WATCH] = str(j.run_dir)

@@ -8,27 +8,32 @@ from pathlib import Path
 
 import streamlit as st
 
+from jobs import MAX_JOBS_LIMIT, STARTING, JobError, JobInfo, JobManager, changes_between
 from playground.config import WORKLOADS, Config, ConfigError
-from runstore import schema, tags
+from runstore import has_data, log_tail, schema, tags
 
 from ..colors import RUN_PALETTE
 from ..discovery import RUN, RunRef
 from ..figures.base import Curve, NoDataError, lines_figure
-from ..fixes import changes_between
-from ..jobs import JobError, JobInfo, JobManager, MAX_JOBS_LIMIT, log_tail
+from ..format import md_escape
 from ..train_form import (INTEGER, LOG_SLIDER, SELECT, TOGGLE, GROUP_TITLES, Widget, coerce, device_options,
                           fmt_stop, form_widgets, log_grid, max_depth, model_options, snap, steps_summary)
 from ..ui import cache
 from ..ui.context import get_context
 from ..ui.runpage import chart
 from ..ui.training import (FLASH, PENDING_WATCH, PREFILL, advice_list, clock, crash_details, job_label, manager,
-                           open_in_form, show_run, state_badge, compare_with_parent)
+                           open_in_form, show_run, state_badge, compare_with_parent, take_rerun_request)
 
 WATCH = "train_watch"          # the job the monitor shows
 PARENT = "train_parent"        # {"path", "name", "hparams"} of the run being rerun
 NOTE = "train_note"            # what loading the parent adjusted (e.g. cuda -> auto)
 NAME, DESCRIPTION = "train_name", "train_description"
 HEALTHY = ("the training loss falls steadily, the validation loss follows it, and no advice card appears.")
+
+
+def _code(text) -> str:
+    """Run-derived text (a folder name) as inline code: a backtick is the only way out of one."""
+    return "`" + str(text).replace("`", "'") + "`"
 
 
 def _key(name: str) -> str:
@@ -51,6 +56,7 @@ def _load_values(values: dict) -> None:
 
 
 def _init_form() -> None:
+    take_rerun_request()
     prefill = st.session_state.pop(PREFILL, None)
     if prefill:
         _load_values(prefill["hparams"])
@@ -143,13 +149,13 @@ def _parent_banner(config: Config | None) -> None:
     if not parent:
         return
     with st.container(border=True):
-        text = f":material/replay: Rerun of **{parent['name']}**."
+        text = f":material/replay: Rerun of **{md_escape(parent['name'])}**."
         if config is not None:
             diff = changes_between(parent["hparams"], config)
             text += (" Changed: " + ", ".join(f"`{c.text()}`" for c in diff) + ".") if diff else \
                 " No changes yet: edit the fields below."
         if st.session_state.get(NOTE):
-            text += f"\n\n{st.session_state[NOTE]}"
+            text += f"\n\n{md_escape(st.session_state[NOTE])}"
         st.markdown(text)
         if st.button("Unlink (start a fresh run instead)", key="train_unlink", type="tertiary",
                      icon=":material/link_off:"):
@@ -202,7 +208,7 @@ def _start(mgr: JobManager, config: Config | None, error: str | None) -> None:
         st.error(f"Not started. {e}", icon=":material/error:")
         return
     st.session_state[PENDING_WATCH] = str(job.run_dir)
-    st.session_state[FLASH] = ("success", f"Started **{job.name}** in `{job.run_dir}`.")
+    st.session_state[FLASH] = ("success", f"Started **{md_escape(job.name)}** in {_code(job.run_dir)}.")
     cache.discover.clear()  # so the sidebar and the Runs page list it as soon as it records
     st.rerun()  # redraw the whole page: the monitor's refresh timer starts with the job
 
@@ -245,16 +251,16 @@ def _last(run, tag: str) -> float | None:
 def _job_panel(mgr: JobManager, job: JobInfo) -> None:
     ctx = get_context()
     with st.container(horizontal=True, vertical_alignment="center"):
-        st.markdown(f"##### {job.name}")
+        st.markdown(f"##### {md_escape(job.name)}")
         state_badge(job.state)
     bits = [] if job.name == job.run_dir.name else [f"`{job.run_dir.name}`"]
     if job.parent:
-        bits.append(f"rerun of `{Path(job.parent).name}`")
+        bits.append(f"rerun of {_code(Path(job.parent).name)}")
     if job.description:
-        bits.append(job.description)
+        bits.append(md_escape(job.description))
     st.caption(" · ".join(bits))
 
-    has_run = (job.run_dir / schema.META_FILE).is_file() and (job.run_dir / schema.DB_FILE).is_file()
+    has_run = has_data(job.run_dir)
     handle = cache.handle(RunRef(str(job.run_dir), RUN, str(mgr.runs_dir)), min_interval=0.5) if has_run else None
     run = handle.run if handle is not None and handle.error is None else None
 
@@ -283,7 +289,7 @@ def _job_panel(mgr: JobManager, job: JobInfo) -> None:
                 try:
                     job = mgr.stop(job.run_dir)
                 except JobError as e:
-                    st.error(str(e))
+                    st.error(md_escape(e))
                 st.rerun(scope="fragment")
         if has_run and st.button("Open in Overview", key="job-open", icon=":material/monitoring:"):
             show_run(str(job.run_dir))
@@ -295,11 +301,11 @@ def _job_panel(mgr: JobManager, job: JobInfo) -> None:
     if job.stop_requested and job.live:
         st.caption("Stop requested: the run ends at its next step.")
 
-    if job.state == "starting":
+    if job.state == STARTING:
         st.info("Starting: loading PyTorch and the data. The charts appear with the first recorded steps.",
                 icon=":material/hourglass_top:")
-    elif job.state == "stopped":
-        st.info((job.error or "Stopped on request") + ". Everything recorded so far is kept.",
+    elif job.state == schema.STOPPED:
+        st.info(md_escape(job.error or "Stopped on request") + ". Everything recorded so far is kept.",
                 icon=":material/stop_circle:")
     crash_details(job.run_dir, status=job.state, error=job.error)
     if run is not None:
@@ -308,11 +314,11 @@ def _job_panel(mgr: JobManager, job: JobInfo) -> None:
         st.markdown("###### Advice")
         advice_list(findings, run=run, key="job", error=err)
     elif handle is not None and handle.error:
-        st.warning(handle.error)
-    if job.state not in ("failed", "killed"):
+        st.warning(md_escape(handle.error))
+    if job.state not in (schema.FAILED, schema.KILLED):
         tail = log_tail(job.run_dir, 8)
         if tail:
-            with st.expander("train.log", expanded=False):
+            with st.expander(schema.LOG_FILE, expanded=False):
                 st.code(tail, language="text")
 
 
@@ -339,7 +345,7 @@ def _monitor_body(mgr: JobManager, interval: float | None) -> None:
                              "or before the app was restarted).")
     job = by_path[path]
     recording = st.session_state.setdefault("_train_recording", [])
-    if job.state == "running" and str(job.run_dir) not in recording:
+    if job.state == schema.RUNNING and str(job.run_dir) not in recording:
         # It just began recording: redraw the whole page once so the sidebar and menus list it.
         recording.append(str(job.run_dir))
         cache.discover.clear()

@@ -1,17 +1,15 @@
-"""Training jobs started from the dashboard: each is a `python -m playground train` process that
-records one run directory under the user's runs folder.
+"""The job supervisor: starts, lists and stops training jobs, each a `python -m playground train`
+process (jobs.launch) recording one run directory directly inside a runs folder.
 
-No Streamlit here (dashboard/ui/training.py wraps it for the pages), and no torch: the training
-runs in its own process, so the app stays responsive, a crash cannot take the app down, and GPU
-memory is released when the process ends.
+No Streamlit (the dashboard's Train page wraps it) and no torch: the training runs in its own
+process, so the app stays responsive, a crash cannot take the app down, and GPU memory is
+released when the process ends.
 
-Everything the manager knows lives in the run directories themselves (run.json, job.json), so a
-page reload, a second browser tab or a restarted app finds the same jobs again.
-
-    <runs>/<slug>-<YYYYmmdd-HHMMSS>/config.json   the playground Config the job trains
-    <runs>/<slug>-<YYYYmmdd-HHMMSS>/job.json      pid, command, start time, stop request
-    <runs>/<slug>-<YYYYmmdd-HHMMSS>/train.log     stdout + stderr of the training process
-    <runs>/<slug>-<YYYYmmdd-HHMMSS>/run.json ...  written by the training process (runstore)
+Everything the supervisor knows lives in the run directories themselves, so a page reload, a
+second browser tab or a restarted app finds the same jobs again. Besides what the training
+process records (runstore), a job's folder <runs>/<slug>-<YYYYmmdd-HHMMSS>/ holds the job record
+(schema.JOB_FILE: pid, command, start time, stop request), the Config it trains
+(schema.CONFIG_FILE) and the process's output (schema.LOG_FILE).
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ import os
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -31,18 +28,18 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import runstore
 from playground.config import Config, ConfigError
-from runstore import effective_status, pid_alive, schema, write_json_atomic
+from runstore import effective_status, is_run_dir, pid_alive, schema, write_json_atomic
 
-JOB_FILE = "job.json"
-CONFIG_FILE = "config.json"
+from .launcher import PLAYGROUND_ROOT, LaunchError, child_env, launch
+
 STARTING = "starting"  # the process is up but has not created run.json yet (importing torch, loading data)
 LIVE_STATES = (STARTING, schema.RUNNING)
 # Seconds a job gets to stop cleanly after SIGTERM (it stops at the next step and closes its run)
 # before it is killed.
 DEFAULT_GRACE_S = 10.0
 MAX_JOBS_LIMIT = 64
-_PLAYGROUND_ROOT = Path(__file__).resolve().parent.parent  # the folder holding the playground package
 # The device probe is a fixed program (no user input): it imports torch in a child process so the
 # app itself never does.
 _DEVICE_PROBE = "import json; from playground.config import available_devices; print(json.dumps(available_devices()))"
@@ -96,52 +93,12 @@ def new_run_dir(runs_dir: str | os.PathLike, name: str, *, now: float | None = N
     raise JobError(f"could not find a free folder name for {base!r} in {root}.")
 
 
-def log_tail(run_dir: str | os.PathLike, lines: int = 30, *, max_bytes: int = 64_000) -> str:
-    """The last `lines` lines of a job's train.log ("" if there is none)."""
-    path = Path(run_dir) / schema.LOG_FILE
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read()
-    except OSError:
-        return ""
-    text = data.decode("utf-8", "replace").replace("\r", "\n")
-    kept = [ln for ln in text.splitlines() if ln.strip()]
-    return "\n".join(kept[-lines:])
-
-
 def _read_json(path: Path) -> dict | None:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _read_info(run_dir: Path) -> dict:
-    """The heartbeat row of run.db (last_step, last_flush), or {} when it cannot be read yet."""
-    db = run_dir / schema.DB_FILE
-    if not db.exists():
-        return {}
-    try:
-        con = schema.connect(db, readonly=True)
-    except sqlite3.Error:
-        return {}
-    try:
-        rows = con.execute("SELECT key, value FROM info").fetchall()
-    except sqlite3.Error:
-        return {}
-    finally:
-        con.close()
-    out = {}
-    for k, v in rows:
-        try:
-            out[k] = json.loads(v)
-        except ValueError:
-            pass
-    return out
 
 
 def _cmdline(pid: int) -> str | None:
@@ -253,20 +210,14 @@ class JobManager:
         self._max_jobs = value
 
     # -- devices ---------------------------------------------------------------------------------
-    def _child_env(self) -> dict:
-        env = dict(os.environ)
-        # The child must import the same playground code as this app, wherever it is started from.
-        env["PYTHONPATH"] = os.pathsep.join([str(_PLAYGROUND_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        env["PYTHONUNBUFFERED"] = "1"  # log lines reach train.log as they are written
-        if "OMP_NUM_THREADS" not in env:
-            # Without this each job starts one thread per core, and parallel jobs fight over them.
-            env["OMP_NUM_THREADS"] = str(max(1, self.cores // self._max_jobs))
-        return env
+    def _threads(self) -> int:
+        """Threads per job: the cores shared out between the jobs that may run at once."""
+        return max(1, self.cores // self._max_jobs)
 
     def _probe_devices(self) -> None:
         try:
             out = subprocess.run([self.python, "-c", _DEVICE_PROBE], capture_output=True, text=True, timeout=180,
-                                 env=self._child_env(), cwd=str(_PLAYGROUND_ROOT))
+                                 env=child_env(threads=self._threads()), cwd=str(PLAYGROUND_ROOT))
             found = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else None
             if not (isinstance(found, list) and all(isinstance(d, str) for d in found)):
                 raise ValueError((out.stderr or "no output").strip().splitlines()[-1:])
@@ -312,36 +263,23 @@ class JobManager:
         if not parent:
             return None
         p = Path(str(parent)).expanduser()
-        if not ((p / schema.META_FILE).is_file() or (p / schema.DB_FILE).is_file()):
+        if not is_run_dir(p):
             raise JobError(f"the run to rerun from, {parent}, is not a run directory (any more).")
         return str(p.resolve())
 
     def _launch(self, run_dir: Path, config: Config, name: str, description: str, parent: str | None) -> JobInfo:
-        config_path = run_dir / CONFIG_FILE
-        config.save(config_path)
-        # An argument list, never a shell string; "--opt=value" so a value starting with "-" stays a value.
-        argv = [self.python, "-m", "playground", "train", f"--config={config_path}", f"--run-dir={run_dir}",
-                f"--name={name}", f"--description={description}"]
-        if parent:
-            argv.append(f"--parent={parent}")
         started = time.time()
-        log = open(run_dir / schema.LOG_FILE, "ab")
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    cwd=str(run_dir), env=self._child_env(), close_fds=True,
-                                    # Its own session: a Ctrl-C meant for the app does not reach the
-                                    # job, and a forced stop can end the job's whole process group.
-                                    start_new_session=True)
-        except OSError as e:
-            raise JobError(f"could not start the training process ({e.strerror or e}).") from None
-        finally:
-            log.close()
+            proc = launch(config, run_dir, name=name, description=description, parent=parent, python=self.python,
+                          threads=self._threads())
+        except LaunchError as e:
+            raise JobError(str(e)) from None
         with _CHILDREN_LOCK:
             _CHILDREN[str(run_dir)] = proc
         job = {"job_id": uuid.uuid4().hex[:12], "pid": proc.pid, "host": socket.gethostname(), "started": started,
-               "argv": argv, "name": name, "description": description, "parent": parent,
-               "config": CONFIG_FILE, "stop_requested": None, "grace_s": self.grace_s}
-        write_json_atomic(run_dir / JOB_FILE, job)
+               "argv": proc.args, "name": name, "description": description, "parent": parent,
+               "config": schema.CONFIG_FILE, "stop_requested": None, "grace_s": self.grace_s}
+        write_json_atomic(run_dir / schema.JOB_FILE, job)
         return self._info(run_dir, job)
 
     # -- listing ---------------------------------------------------------------------------------
@@ -351,7 +289,7 @@ class JobManager:
             p = Path(run_dir).expanduser().resolve()
         except (OSError, RuntimeError):
             return None
-        if p.parent != self.runs_dir or not (p / JOB_FILE).is_file():
+        if p.parent != self.runs_dir or not (p / schema.JOB_FILE).is_file():
             return None
         return p
 
@@ -363,9 +301,9 @@ class JobManager:
             return []
         out = []
         for e in entries:
-            if e.name.startswith(".") or not os.path.isfile(os.path.join(e.path, JOB_FILE)):
+            if e.name.startswith(".") or not os.path.isfile(os.path.join(e.path, schema.JOB_FILE)):
                 continue
-            job = _read_json(Path(e.path) / JOB_FILE)
+            job = _read_json(Path(e.path) / schema.JOB_FILE)
             if job is not None:
                 out.append(self._info(Path(e.path), job))
         out.sort(key=lambda j: j.started, reverse=True)
@@ -380,7 +318,7 @@ class JobManager:
         p = self._job_dir(run_dir)
         if p is None:
             return None
-        job = _read_json(p / JOB_FILE)
+        job = _read_json(p / schema.JOB_FILE)
         return self._info(p, job) if job is not None else None
 
     def _alive(self, run_dir: Path, job: dict) -> tuple[bool, int | None]:
@@ -407,11 +345,11 @@ class JobManager:
 
     def _info(self, run_dir: Path, job: dict) -> JobInfo:
         alive, code = self._alive(run_dir, job)
-        meta = _read_json(run_dir / schema.META_FILE)
+        meta = runstore.read_meta_or_none(run_dir)
         stop_requested = job.get("stop_requested")
         if job.get("host") != socket.gethostname():
             # Started by an app on another machine (a shared folder): report, never touch.
-            state = STARTING if meta is None else effective_status(meta, _read_info(run_dir).get("last_flush"))
+            state = STARTING if meta is None else effective_status(meta, runstore.heartbeat(run_dir).last_flush)
             error = None if meta is None else meta.get("error")
         elif meta is None:
             if alive:
@@ -427,53 +365,45 @@ class JobManager:
             elif state == schema.RUNNING:
                 self._escalate_if_due(run_dir, job, stop_requested)
             error = meta.get("error")
-        info = _read_info(run_dir) if meta is not None else {}
-        hp = (meta or {}).get("hparams") or _read_json(run_dir / CONFIG_FILE) or {}
+        beat = runstore.heartbeat(run_dir) if meta is not None else runstore.Heartbeat()
+        hp = (meta or {}).get("hparams") or _read_json(run_dir / schema.CONFIG_FILE) or {}
         total = (meta or {}).get("total_steps")
         if not isinstance(total, int):
             try:
                 total = Config.from_dict(hp, validate=False).total_steps() if hp else None
             except Exception:  # noqa: BLE001 - a damaged config only loses the step total
                 total = None
-        step = info.get("last_step")
         return JobInfo(
             run_dir=run_dir, name=str((meta or {}).get("name") or job.get("name") or run_dir.name), state=state,
             pid=job.get("pid"), started=float(job.get("started") or 0.0), config=hp,
             parent=(meta or {}).get("parent") or job.get("parent"),
             description=str((meta or {}).get("description") or job.get("description") or ""),
-            step=step if isinstance(step, int) else None, total=total,
-            recording_since=(meta or {}).get("created"), last_flush=info.get("last_flush"), error=error,
+            step=beat.last_step, total=total,
+            recording_since=(meta or {}).get("created"), last_flush=beat.last_flush, error=error,
             stop_requested=stop_requested)
 
     def _record_early_end(self, run_dir: Path, job: dict, code: int | None) -> dict:
         """The process ended before it created run.json (a bad config, a crash while loading, or a
         stop during startup): write a run.json saying so, so the run lists with its reason."""
-        stopped = bool(job.get("stop_requested"))
-        last = log_tail(run_dir, 1)
-        if stopped:
+        if job.get("stop_requested"):
             status, error = schema.STOPPED, "stopped on request before training began"
         else:
             status = schema.FAILED
             error = f"The training process ended before it began recording: {_exit_words(code)}."
+            last = runstore.log_tail(run_dir, 1)
             if last:
                 error += f" Last log line: {last}"
-        meta = {"format_version": schema.FORMAT_VERSION, "run_id": job.get("job_id"), "name": job.get("name"),
-                "description": job.get("description") or "", "status": status, "created": job.get("started"),
-                "ended": time.time(), "pid": job.get("pid"), "host": job.get("host"),
-                "hparams": _read_json(run_dir / CONFIG_FILE) or {}, "workload": None, "parent": job.get("parent"),
-                "error": error}
-        hp = meta["hparams"]
-        meta["workload"] = hp.get("workload") if isinstance(hp, dict) else None
+        hp = _read_json(run_dir / schema.CONFIG_FILE) or {}
         with _CHILDREN_LOCK:
-            if (run_dir / schema.META_FILE).exists():  # the process got there after all
-                return _read_json(run_dir / schema.META_FILE) or meta
-            write_json_atomic(run_dir / schema.META_FILE, meta)
-        return meta
+            return runstore.mark_never_started(
+                run_dir, status, error=error, run_id=job.get("job_id"), name=job.get("name"),
+                description=job.get("description") or "", created=job.get("started"), pid=job.get("pid"),
+                host=job.get("host"), hparams=hp, workload=hp.get("workload"), parent=job.get("parent"))
 
     def _record_killed(self, run_dir: Path, job: dict, code: int | None) -> dict | None:
         """run.json still says "running" but the process is gone: mark the run "killed" (not finished)."""
         with _CHILDREN_LOCK:
-            meta = _read_json(run_dir / schema.META_FILE)  # re-read: it may have closed in the meantime
+            meta = runstore.read_meta_or_none(run_dir)  # re-read: it may have closed in the meantime
             if meta is None or meta.get("status") != schema.RUNNING:
                 return meta
             if meta.get("host") not in (None, socket.gethostname()):
@@ -483,11 +413,8 @@ class JobManager:
                        f"of the stop request, so it was killed")
             else:
                 why = f"the training process ended without closing the run ({_exit_words(code)})"
-            last = log_tail(run_dir, 1)
-            meta.update(status=schema.KILLED, ended=meta.get("ended") or time.time(),
-                        error=f"Not finished: {why}." + (f" Last log line: {last}" if last and not job.get("forced_stop") else ""))
-            write_json_atomic(run_dir / schema.META_FILE, meta)
-            return meta
+            last = "" if job.get("forced_stop") else runstore.log_tail(run_dir, 1)
+            return runstore.mark_killed(run_dir, f"Not finished: {why}." + (f" Last log line: {last}" if last else ""))
 
     # -- stopping --------------------------------------------------------------------------------
     def stop(self, run_dir: str | os.PathLike) -> JobInfo:
@@ -496,13 +423,13 @@ class JobManager:
         p = self._job_dir(run_dir)
         if p is None:
             raise JobError(f"{run_dir} is not a training job of the runs folder {self.runs_dir}.")
-        job = _read_json(p / JOB_FILE) or {}
+        job = _read_json(p / schema.JOB_FILE) or {}
         info = self._info(p, job)
         if not info.live:
             return info
         if not job.get("stop_requested"):
             job["stop_requested"] = time.time()
-            write_json_atomic(p / JOB_FILE, job)
+            write_json_atomic(p / schema.JOB_FILE, job)
         self._signal(p, job, signal.SIGTERM)
         timer = threading.Timer(self.grace_s, self._escalate, args=(p,))
         timer.daemon = True
@@ -539,12 +466,12 @@ class JobManager:
 
     def _escalate(self, run_dir: Path) -> None:
         """SIGKILL a job that ignored its stop request, then mark its run "killed"."""
-        job = _read_json(run_dir / JOB_FILE) or {}
+        job = _read_json(run_dir / schema.JOB_FILE) or {}
         alive, _ = self._alive(run_dir, job)
         if not alive:
             return
         job["forced_stop"] = time.time()
-        write_json_atomic(run_dir / JOB_FILE, job)
+        write_json_atomic(run_dir / schema.JOB_FILE, job)
         if self._signal(run_dir, job, signal.SIGKILL):
             with _CHILDREN_LOCK:
                 proc = _CHILDREN.get(str(run_dir))

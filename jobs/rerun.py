@@ -1,7 +1,9 @@
-"""Turn advice into a rerun: apply a diagnostics Finding's `fix` to a run's hyperparameters and get
-a validated playground Config plus a sentence saying exactly what changed ("lr 0.5 -> 0.05").
+"""Rerun with a fix: apply a diagnostics Finding's `fix` (or any {field: value} dict) to a run's
+hyperparameters and get a validated playground Config plus a sentence saying exactly what changed
+("lr 0.5 -> 0.05").
 
-No Streamlit and no torch here, so all of it is tested directly.
+What to change is the rules' decision alone (Finding.fix, filled by diagnostics/rules/fixes.py);
+this module only applies it. No Streamlit and no torch here, so all of it is tested directly.
 """
 
 from __future__ import annotations
@@ -84,6 +86,15 @@ def _same(a, b) -> bool:
     return a == b
 
 
+def rerunnable(hparams) -> bool:
+    """True if a run with these recorded hyperparameters can be rerun (the playground trained it)."""
+    try:
+        config_from_hparams(hparams)
+    except FixError:
+        return False
+    return True
+
+
 def config_from_hparams(hparams, *, devices: list[str] | None = None) -> tuple[Config, list[str]]:
     """A run's recorded hyperparameters as a validated playground Config, plus notes on what had to
     be adjusted (fields this version does not know, a GPU that is not present here).
@@ -109,37 +120,6 @@ def config_from_hparams(hparams, *, devices: list[str] | None = None) -> tuple[C
         raise FixError(f"The run's recorded hyperparameters are not a valid playground config: {e}") from None
 
 
-def implied_fix(finding, config: Config) -> dict:
-    """The config change a finding advises: its own `fix`, or, when that is empty, the change its
-    advice names without ambiguity (the same factor the rule uses), else {}."""
-    fix = dict(getattr(finding, "fix", None) or {})
-    if fix:
-        return fix
-    rule, severity = getattr(finding, "rule", ""), getattr(finding, "severity", "")
-    # Only rules whose advice has one direction and one size. Everything else (e.g. "stop early or
-    # add dropout or get more data") stays a human decision.
-    if rule == "lr_too_high":
-        return {"lr": _round_sig(config.lr * (0.1 if severity == "critical" else 1 / 3))}
-    if rule == "lr_too_low":
-        return {"lr": _round_sig(config.lr * 3)}
-    if rule == "nan_loss" and "before any update" not in (getattr(finding, "advice", "") or ""):
-        out = {"lr": _round_sig(config.lr * 0.1)}
-        if not 0 < config.grad_clip <= 1.0:
-            out["grad_clip"] = 1.0
-        return out
-    if rule == "underfitting" and severity == "info":
-        return {"epochs": config.epochs * 2}  # "still falling: train longer", the rule's own x2
-    # short_run ("let the run go on") is left out on purpose: for a live run it means "wait".
-    return {}
-
-
-def _round_sig(x: float, digits: int = 2) -> float:
-    """Round to a few significant digits, so 0.5 / 3 reads 0.17 rather than 0.16666666666666666."""
-    if x == 0 or not math.isfinite(x):
-        return x
-    return round(x, -int(math.floor(math.log10(abs(x)))) + digits - 1)
-
-
 def _not_applicable(name: str, value, config: Config) -> str | None:
     """Why a fix entry would do nothing (or be invalid) for this model, or None if it applies."""
     if config.model in RECURRENT:
@@ -155,11 +135,12 @@ def _not_applicable(name: str, value, config: Config) -> str | None:
 
 
 def apply_fix(base: Config | dict, fix, *, devices: list[str] | None = None) -> AppliedFix:
-    """Apply a Finding (its implied fix) or a plain {field: value} dict to `base` (a Config or a
-    run's hparams). Entries that change nothing or do not apply to the model are left out and
-    listed in `skipped`. Raises FixError when the result is not a valid config."""
+    """Apply a Finding's `fix` or a plain {field: value} dict to `base` (a Config or a run's
+    hparams). Entries that change nothing or do not apply to the model are left out and listed in
+    `skipped`; a finding without a fix changes nothing. Raises FixError when the result is not a
+    valid config."""
     config = base if isinstance(base, Config) else config_from_hparams(base, devices=devices)[0]
-    changes = implied_fix(fix, config) if not isinstance(fix, dict) else dict(fix)
+    changes = dict(fix if isinstance(fix, dict) else (getattr(fix, "fix", None) or {}))
     unknown = [k for k in changes if k not in FIELDS]
     if unknown:
         raise FixError(f"The advice names setting(s) the playground does not have: {', '.join(map(str, unknown))}.")
