@@ -1,7 +1,8 @@
 """Training diagnostics dashboard: `streamlit run app.py [-- --runs-dir PATH ...]`.
 
 Thin on purpose: page config, the command-line run folders, the sidebar and the page menu.
-The pages live in dashboard/views (see dashboard/navigation.py for the list).
+The pages live in dashboard/views (see dashboard/navigation.py for the list); a page's URL is
+/<page key>?run=<run id>&... (dashboard/ui/urlstate.py), so a link reopens the same view.
 """
 
 import sys
@@ -10,6 +11,7 @@ import streamlit as st
 
 from dashboard import navigation
 from dashboard.figures.base import set_webgl
+from dashboard.format import md_escape
 from dashboard.settings import SettingsError, parse_args
 from dashboard.ui import sidebar
 from dashboard.ui.context import set_context
@@ -19,7 +21,7 @@ st.set_page_config(page_title="Training diagnostics", page_icon=":material/monit
 try:
     settings, problems = parse_args(sys.argv[1:])
 except SettingsError as e:
-    st.error(str(e))
+    st.error(md_escape(e))
     st.stop()
 
 set_webgl(settings.webgl)
@@ -29,5 +31,5 @@ menu = st.navigation({
 })
 set_context(sidebar.render(settings))
 for problem in problems:
-    st.sidebar.warning(problem)
+    st.sidebar.warning(md_escape(problem))
 menu.run()

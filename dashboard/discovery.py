@@ -31,6 +31,27 @@ class RunRef:
         return Path(self.path).name if rel == "." else rel
 
 
+def run_ids(refs) -> dict[str, str]:
+    """A short, stable id for each run path, for links (`?run=<id>`) and colours: the run's path
+    relative to its scanned folder ("lr_too_high", "sweep1/lr0.1"); where two folders hold runs
+    of the same name, the folder's name goes first ("sample_runs/baseline"). The same folders give
+    the same ids in every session."""
+    refs = list(refs)
+    counts: dict[str, int] = {}
+    for r in refs:
+        counts[r.label] = counts.get(r.label, 0) + 1
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for r in refs:
+        ident = r.label if counts[r.label] == 1 else f"{Path(r.folder).name}/{r.label}"
+        base, n = ident, 2
+        while ident in used:  # two folders with the same name: number the later ones
+            ident, n = f"{base}~{n}", n + 1
+        used.add(ident)
+        out[r.path] = ident
+    return out
+
+
 def _has_tb_events(names: list[str]) -> bool:
     return any(n.startswith("events.out.tfevents") for n in names)
 

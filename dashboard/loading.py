@@ -12,7 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
-from runstore import Run, RunReadError, load_run, read_meta, schema
+from runstore import Run, RunReadError, load_run, read_meta, schema, signature
 
 from .discovery import RUN, TENSORBOARD, RunRef
 
@@ -74,8 +74,7 @@ class RunHandle:
             except OSError:
                 return None
             return tuple((n, _stat(os.path.join(self.path, n))) for n in names)
-        return tuple(_stat(os.path.join(self.path, n))
-                     for n in (schema.META_FILE, schema.DB_FILE, schema.DB_FILE + "-wal"))
+        return signature(self.path)
 
     def _load(self) -> Run:
         if self.ref.kind == TENSORBOARD:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 RUNS_SECTION = "Runs"
 RUN_SECTION = "One run"
-TRAIN_SECTION = "Train"  # the Train page: training jobs started from the dashboard (dashboard/jobs.py)
+TRAIN_SECTION = "Train"  # the Train page: training jobs started from the dashboard (the jobs package)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 
 import numpy as np
@@ -10,45 +9,32 @@ import pandas as pd
 
 from runstore import tags
 
+from .discovery import TENSORBOARD
+from . import format as fmt
+from .status import UNREADABLE
+
 # Shown first when present: the knobs the tuning notes say matter most.
 KEY_HPARAMS = ("model", "depth", "width", "activation", "batch_norm", "dropout", "init", "optimizer", "lr",
                "momentum", "weight_decay", "schedule", "batch_size", "grad_clip")
-# Words, not emoji: browsers without an emoji font (headless Chromium, some Linux desktops) would
-# show empty boxes.
-STATUS_ICONS = {"running": "● live", "finished": "finished", "failed": "failed", "stopped": "stopped",
-                "killed": "not finished (process gone)", "unreadable": "unreadable",
-                "unknown": "unknown"}
 
 
-def fmt_value(v) -> str:
-    """A hyperparameter value as a short string (floats in 3 significant digits)."""
-    if isinstance(v, bool) or v is None:
-        return str(v)
-    if isinstance(v, float):
-        if math.isfinite(v) and v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e4):
-            return f"{v:.3g}"
-        return f"{v:.4g}"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k}: {fmt_value(x)}" for k, x in v.items()) + "}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(fmt_value(x) for x in v) + "]"
-    if hasattr(v, "item") and callable(v.item):  # numpy scalars
-        return fmt_value(v.item())
-    return str(v)
+# Run settings the Runs table shows in columns of their own, left out of its hyperparameters text.
+OWN_COLUMNS = ("workload", "lr")
 
 
-def key_hparams(hparams: dict, *, first=(), limit: int = 8) -> str:
-    """The most telling hyperparameters as "k=v" pairs: `first` (e.g. the ones that differ between
-    the runs listed), then the KEY_HPARAMS, then the rest."""
-    keys = list(dict.fromkeys([k for k in first if k in hparams] + [k for k in KEY_HPARAMS if k in hparams]
-                              + list(hparams)))
-    return ", ".join(f"{k}={fmt_value(hparams[k])}" for k in keys[:limit])
+def key_hparams(hparams: dict, *, first=(), limit: int = 8, skip=()) -> str:
+    """The most telling hyperparameters as "k=v" pairs: those in `first` (e.g. the ones that differ
+    between the runs listed), KEY_HPARAMS before others, then the remaining KEY_HPARAMS, then the
+    rest; `skip` leaves some out (those the table shows in columns of their own)."""
+    first = [k for k in KEY_HPARAMS if k in first] + [k for k in first if k not in KEY_HPARAMS]
+    keys = [k for k in dict.fromkeys(first + list(KEY_HPARAMS) + list(hparams)) if k in hparams and k not in skip]
+    return ", ".join(f"{k}={fmt.value(hparams[k])}" for k in keys[:limit])
 
 
 def varying_keys(hparams_list) -> list[str]:
     """Hyperparameters whose value is not the same in every one of the given dicts."""
     keys = list(dict.fromkeys(k for hp in hparams_list for k in hp))
-    return [k for k in keys if len({fmt_value(hp.get(k, "—")) for hp in hparams_list}) > 1]
+    return [k for k in keys if len({fmt.value(hp[k]) if k in hp else None for hp in hparams_list}) > 1]
 
 
 def effective_hparams(run) -> dict:
@@ -84,7 +70,7 @@ def run_row(ref, run, findings, *, first_keys=()) -> dict:
     return {
         "run": run.name,
         "status": run.status,
-        "workload": meta.get("workload") or ("TensorBoard log" if ref.kind == "tensorboard" else "custom"),
+        "workload": meta.get("workload") or ("TensorBoard log" if ref.kind == TENSORBOARD else "custom"),
         "critical": sev.count("critical"),
         "warnings": sev.count("warning"),
         "steps": int(run.last_step) if run.last_step is not None and run.last_step >= 0 else None,
@@ -92,7 +78,7 @@ def run_row(ref, run, findings, *, first_keys=()) -> dict:
         "val loss": final_value(run.series(tags.split_metric("val", "loss")), window=1),
         "val accuracy": final_value(run.series(tags.split_metric("val", "accuracy")), window=1),
         "lr": hp.get("lr") if isinstance(hp.get("lr"), (int, float)) else None,
-        "hyperparameters": key_hparams(hp, first=first_keys),
+        "hyperparameters": key_hparams(hp, first=first_keys, skip=OWN_COLUMNS),
         "created": datetime.fromtimestamp(created) if isinstance(created, (int, float)) else None,
         "folder": ref.folder,
         "path": ref.path,
@@ -101,13 +87,13 @@ def run_row(ref, run, findings, *, first_keys=()) -> dict:
 
 def error_row(ref, message: str) -> dict:
     """The Runs-table row of a run that could not be read."""
-    return {"run": ref.label, "status": "unreadable", "workload": None, "critical": 0, "warnings": 0,
+    return {"run": ref.label, "status": UNREADABLE, "workload": None, "critical": 0, "warnings": 0,
             "steps": None, "train loss": float("nan"), "val loss": float("nan"), "val accuracy": float("nan"),
             "lr": None, "hyperparameters": message, "created": None, "folder": ref.folder, "path": ref.path}
 
 
 def differing_hparams(hparams_by_run: dict[str, dict], *, only_differing: bool = True) -> pd.DataFrame:
-    """Rows = hyperparameters, columns = runs, cells as strings ("—" where a run lacks one).
+    """Rows = hyperparameters, columns = runs, cells as strings (format.MISSING where a run lacks one).
     With only_differing, rows where every run has the same value are dropped."""
     keys: dict[str, None] = {}
     for k in KEY_HPARAMS:
@@ -116,7 +102,7 @@ def differing_hparams(hparams_by_run: dict[str, dict], *, only_differing: bool =
     for hp in hparams_by_run.values():
         for k in hp:
             keys.setdefault(k, None)
-    data = {run: [fmt_value(hp[k]) if k in hp else "—" for k in keys] for run, hp in hparams_by_run.items()}
+    data = {run: [fmt.value(hp[k]) if k in hp else fmt.MISSING for k in keys] for run, hp in hparams_by_run.items()}
     df = pd.DataFrame(data, index=pd.Index(list(keys), name="hyperparameter"))
     if only_differing and len(df.columns) > 1:
         df = df[df.nunique(axis=1) > 1]

@@ -4,6 +4,7 @@ test-artifacts/screenshots/ (light theme, and the Overview again in the dark the
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -150,7 +151,7 @@ def test_advice_card_jumps_to_the_chart_and_the_sidebar_switches_runs(server, br
     settle(page, 3)
     assert page.get_by_text("Dead ReLU").count() >= 1
     page.get_by_role("button", name="Show on Activations").first.click()
-    page.wait_for_url("**/activations", timeout=30_000)
+    page.wait_for_url(re.compile(r"/activations(\?|$)"), timeout=30_000)  # the run stays in the query
     settle(page, 3)
     assert page.get_by_text("Showing the evidence for").count() == 1
     shot(page, "activations-from-advice")
@@ -184,3 +185,21 @@ def test_dark_theme(runs_dir, browser, tmp_path):
         page.close()
     finally:
         s.stop()
+
+
+def test_a_link_and_a_reload_open_the_same_run_and_layers(server, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 1600})
+    page.goto(f"{server.url}/activations?run=b_healthy&act_layers=net.1")
+    for _ in range(2):  # the link, then a reload of the page it became
+        page.get_by_role("heading", name="Activations · healthy").wait_for(timeout=60_000)
+        settle(page, 3)
+        picked = page.locator('[data-testid="stMultiSelect"]').first.inner_text()
+        assert "net.1 (ReLU)" in picked and "net.3" not in picked, picked
+        assert "run=b_healthy" in page.url and "act_layers=net.1" in page.url
+        page.reload()
+    # picking another run in the sidebar puts it in the URL
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="dead-relu").first.click()
+    page.get_by_role("heading", name="Activations · dead-relu").wait_for(timeout=30_000)
+    page.wait_for_url("**run=a_dead_relu**", timeout=30_000)
+    page.close()

@@ -9,16 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import navigation
-from dashboard.colors import RUN_PALETTE, assign_run_colors
-from dashboard.discovery import RUN, TENSORBOARD, find_runs
+from dashboard import navigation, status
+from dashboard.colors import PALETTE, SEVERITY_COLORS, layer_colors, run_color, run_colors
+from dashboard.discovery import RUN, TENSORBOARD, RunRef, find_runs, run_ids
 from dashboard.extract import act_stats, calibration, metric_tags, ratio_series, splits
-from dashboard.layers import activation_modules, default_pick, grad_params, weight_layers
+from dashboard.format import TABLE_FORMAT, md_escape, number, value, words
 from dashboard.loading import RunHandle, load_handle
 from dashboard.settings import SAMPLE_RUNS, USER_RUNS, parse_args
 from dashboard.summary import differing_hparams, final_value, key_hparams, run_row, varying_keys
 from dashboard.synthetic import SyntheticSpec, write_synthetic_run
-from runstore import Batch
+from dashboard.ui.pickers import default_pick
+from diagnostics import SEVERITIES
+from runstore import Batch, schema
+from runstore.layers import RunLayers
 
 
 def small(path: Path, **kw):
@@ -130,9 +133,12 @@ def test_tensorboard_log_loads_through_diagnostics(tmp_path):
 def test_layers_come_in_network_order_and_the_ratio_uses_weight_layers(tmp_path):
     small(tmp_path / "r", layers=4)
     run = load_handle(tmp_path / "r").run
-    assert activation_modules(run) == ["net.0", "net.1", "net.2", "net.3", "net.4", "net.5", "net.6"]
-    assert grad_params(run)[:2] == ["net.0.weight", "net.0.bias"]
-    assert weight_layers(run) == ["net.0.weight", "net.2.weight", "net.4.weight", "net.6.weight"]
+    layers = RunLayers(run)
+    assert layers.activation_modules == ["net.0", "net.1", "net.2", "net.3", "net.4", "net.5", "net.6"]
+    assert layers.grad_params[:2] == ["net.0.weight", "net.0.bias"]
+    assert layers.weight_layers == ["net.0.weight", "net.2.weight", "net.4.weight", "net.6.weight"]
+    # what the pickers and legends read: a Sequential child's number alone says nothing
+    assert layers.model.label("net.0") == "net.0 (Linear)" and layers.model.label("net.1") == "net.1 (ReLU)"
     assert default_pick([str(i) for i in range(20)], 5) == ["0", "5", "10", "14", "19"]
     stats = act_stats(run, ["net.1", "net.0"], ("mean", "frac_saturated"))
     assert set(stats) == {"mean"}  # saturation is NaN throughout for ReLU/Linear: left out
@@ -152,9 +158,10 @@ def test_run_row_and_hparam_tables(tmp_path):
     small(tmp_path / "a", lr=0.1, name="a")
     small(tmp_path / "b", lr=0.01, name="b")
     ha, hb = load_handle(tmp_path / "a"), load_handle(tmp_path / "b")
-    row = run_row(ha.ref, ha.run, [], first_keys=["lr"])
+    row = run_row(ha.ref, ha.run, [], first_keys=["seed", "lr"])
     assert row["run"] == "a" and row["status"] == "finished" and row["steps"] == 99 and row["lr"] == 0.1
-    assert row["hyperparameters"].startswith("lr=0.1")
+    # the differing ones first; lr has a column of its own
+    assert row["hyperparameters"].startswith("seed=") and "lr=" not in row["hyperparameters"]
     assert varying_keys([ha.run.hparams, hb.run.hparams]) == ["lr"]
     table = differing_hparams({"a": ha.run.hparams, "b": hb.run.hparams})
     assert list(table.index) == ["lr"] and table.loc["lr"].tolist() == ["0.1", "0.01"]
@@ -170,12 +177,76 @@ def test_final_value_averages_the_tail_but_reports_a_diverged_end():
     assert key_hparams({"zeta": 1, "lr": 0.1, "model": "mlp"}) == "model=mlp, lr=0.1, zeta=1"
 
 
-def test_run_colours_stay_put_as_runs_come_and_go():
-    c1 = assign_run_colors(["a", "b"])
-    c2 = assign_run_colors(["c", "b", "a"], c1)
-    assert c2["a"] == c1["a"] and c2["b"] == c1["b"] and c2["c"] not in (c1["a"], c1["b"])
-    many = assign_run_colors([str(i) for i in range(len(RUN_PALETTE))])
-    assert len(set(many.values())) == len(RUN_PALETTE)
+def _contrast(hex_a: str, hex_b: str) -> float:
+    def lum(h):
+        r, g, b = (int(h.lstrip("#")[i:i + 2], 16) / 255 for i in (0, 2, 4))
+        f = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+        return 0.2126 * f[0] + 0.7152 * f[1] + 0.0722 * f[2]
+    hi, lo = sorted((lum(hex_a), lum(hex_b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_colours_read_on_the_light_and_the_dark_theme():
+    for c in PALETTE:
+        assert _contrast(c, "#ffffff") >= 3 and _contrast(c, "#0e1117") >= 3, c
+
+
+def test_run_colours_depend_on_the_runs_not_on_the_order_they_were_met():
+    ids = ["baseline", "lr_too_high", "dying_relu", "sweep/lr0.1"]
+    a, b = run_colors(ids), run_colors(list(reversed(ids)))
+    assert a == b and len(set(a.values())) == len(ids)  # same in every session, and distinct
+    assert run_colors(["baseline"]) == {"baseline": run_color("baseline")}
+    many = run_colors([f"run{i}" for i in range(len(PALETTE))])
+    assert len(set(many.values())) == len(PALETTE)
+
+
+def test_neighbouring_layers_get_different_colours():
+    names = [f"layer{i}" for i in range(25)]
+    colors = layer_colors(names)
+    assert all(colors[x] != colors[y] for x, y in zip(names, names[1:]))
+    assert layer_colors(names[:3]) == {n: colors[n] for n in names[:3]}  # a layer keeps its colour
+
+
+def test_run_ids_are_relative_paths_and_stay_unique(tmp_path):
+    refs = [RunRef(str(tmp_path / "runs" / "a"), RUN, str(tmp_path / "runs")),
+            RunRef(str(tmp_path / "runs" / "sweep" / "b"), RUN, str(tmp_path / "runs")),
+            RunRef(str(tmp_path / "samples" / "a"), RUN, str(tmp_path / "samples"))]
+    ids = run_ids(refs)
+    assert ids[refs[1].path] == "sweep/b"
+    assert ids[refs[0].path] == "runs/a" and ids[refs[2].path] == "samples/a"
+    assert run_ids(refs) == ids
+
+
+# -- how values are written ------------------------------------------------------------------------
+def test_numbers_never_lose_their_magnitude():
+    assert number(3.955e-05) in ("3.95e-05", "3.96e-05")  # not "3.955", not "0.000"
+    assert number(0.0003) == "3e-04" and number(0.5) == "0.5" and number(2.0) == "2"
+    assert number(12345) == "12,345" and number(True) == "yes" and number(None) == "—"
+    assert number(float("nan")) == "nan" and number(np.float32(0.25)) == "0.25"
+    # Streamlit's printf %g keeps significant digits where a fixed "%.4f" would print 0.0000
+    assert TABLE_FORMAT.endswith("g")
+
+
+def test_evidence_values_and_keys_read_as_words():
+    assert value({"relu2": 0.734375, "relu3": 0.5}) == "relu2: 0.734, relu3: 0.5"
+    assert value([]) == "none" and value(None) == "—" and value(["a", 1e-7]) == "a, 1e-07"
+    assert words("lr_at_blowup") == "Learning rate at blowup"
+    assert words("update_ratio_p90_first_half") == "Update ratio 90th percentile first half"
+
+
+def test_run_derived_text_is_escaped_for_markdown():
+    assert md_escape("[click](http://x.io)") == r"\[click\](http\://x.io)"
+    assert md_escape("relu_1*2") == r"relu\_1\*2" and md_escape("# big") == r"\# big"
+    assert md_escape(":red[alarm] $x$") == r"\:red\[alarm\] \$x\$"
+    assert md_escape("two\nlines") == "two lines" and md_escape("dead-relu") == "dead-relu"
+
+
+def test_every_status_has_one_label_and_colour():
+    for s in schema.STATUSES + ("starting", status.UNREADABLE):
+        assert s in status.LOOKS and status.look(s).label and status.look(s).help
+    assert status.label(schema.RUNNING) == "live" and status.label("odd") == "odd"
+    # severity words come from diagnostics; the badges colour exactly those
+    assert set(SEVERITY_COLORS) == set(SEVERITIES)
 
 
 def test_every_finding_chart_has_a_page():

@@ -1,5 +1,5 @@
 """What app.py works out on every rerun and the pages read: settings, runs found, the current
-run, run colours. Kept in st.session_state so each browser session has its own."""
+run, run ids (for links) and colours. Kept in st.session_state so each browser session has its own."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
+from ..colors import run_colors
 from ..discovery import RunRef
 from ..settings import Settings
 
@@ -19,7 +20,6 @@ SELECTED_RUNS = "selected_runs"
 COMPARE_RUNS = "compare_runs"
 FOCUS = "focus"
 EXTRA_DIRS = "extra_dirs"
-RUN_COLORS = "run_colors"
 
 
 @dataclass
@@ -31,13 +31,31 @@ class AppContext:
     notes: list[str] = field(default_factory=list)
     folders: tuple[str, ...] = ()
     current: RunRef | None = None
-    colors: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)     # path -> stable id (discovery.run_ids)
+    colors: dict[str, str] = field(default_factory=dict)  # path -> colour (colors.run_colors of the ids)
 
     def ref(self, path: str) -> RunRef | None:
         return next((r for r in self.refs if r.path == path), None)
 
+    def path_of(self, ident: str) -> str | None:
+        """The run path with this id (e.g. from a link), or None for an id no run has."""
+        return next((p for p, i in self.ids.items() if i == ident), None)
+
     def color(self, path: str) -> str | None:
+        """The run's colour: the same on every page and in every session."""
         return self.colors.get(path)
+
+    def colors_for(self, paths) -> dict[str, str]:
+        """Colours for runs drawn together (Compare): each keeps its own colour unless an earlier
+        one of them has it already (possible with more runs than colours), then takes a free one."""
+        paths = list(dict.fromkeys(paths))
+        keep: dict[str, str] = {}
+        for p in paths:
+            c = self.colors.get(p)
+            if c is not None and c not in keep.values():
+                keep[self.ids.get(p, p)] = c
+        by_id = run_colors([self.ids.get(p, p) for p in paths], keep=keep)
+        return {p: by_id[self.ids.get(p, p)] for p in paths}
 
 
 def set_context(ctx: AppContext) -> None:

@@ -9,12 +9,18 @@ from typing import Callable
 
 import streamlit as st
 
+from jobs import rerunnable
+from runstore import log_tail, schema
+
+from .. import navigation, status
+from ..format import md_escape
 from ..loading import RunHandle
-from . import cache, training
+from . import cache
 from .context import FOCUS, AppContext, get_context
 
-_STATUS_BADGE = {"running": ("live", "green"), "finished": ("finished", "blue"), "failed": ("failed", "red"),
-                 "stopped": ("stopped", "gray"), "killed": ("not finished", "orange")}
+# A run the header's "Rerun with changes" hands to the Train page ({"path", "name"}); the Train
+# page loads its hyperparameters into the form.
+RERUN_REQUEST = "_rerun_request"
 
 
 def current_handle(ctx: AppContext | None = None) -> RunHandle:
@@ -34,8 +40,8 @@ def current_handle(ctx: AppContext | None = None) -> RunHandle:
 def error_card(h: RunHandle) -> None:
     """A run that could not be read: what failed and where, in the user's terms."""
     with st.container(border=True):
-        st.error(f"**{h.ref.label}** could not be read.\n\n{h.error}", icon=":material/error:")
-        st.caption(f"Folder: `{h.path}`. Other runs are not affected; pick another one in the sidebar.")
+        st.error(f"**{md_escape(h.ref.label)}** could not be read.\n\n{md_escape(h.error)}", icon=":material/error:")
+        st.caption(f"Folder: {md_escape(h.path)}. Other runs are not affected; pick another one in the sidebar.")
         if getattr(h, "trace", None):
             with st.expander("Technical details"):
                 st.code(h.trace, language="text")
@@ -45,19 +51,20 @@ def header(h: RunHandle, *, page_title: str) -> None:
     """Run name, status badge (live runs: a green 'live' badge), latest step and when it was
     last written, workload and any warnings met while reading."""
     run = h.run
-    label, color = _STATUS_BADGE.get(run.status, (run.status, "gray"))
+    look = status.look(run.status)
     cols = st.columns([0.7, 0.3], vertical_alignment="bottom")
     with cols[0]:
-        st.markdown(f"### {page_title} · {run.name}")
+        st.markdown(f"### {page_title} · {md_escape(run.name)}")
     with cols[1]:
         with st.container(horizontal=True, horizontal_alignment="right"):
-            st.badge(label, color=color, icon=":material/fiber_manual_record:" if run.status == "running" else None)
+            st.badge(look.label, color=look.color, help=look.help or None,
+                     icon=":material/fiber_manual_record:" if run.status == schema.RUNNING else None)
             if run.last_step >= 0:
                 st.badge(f"step {run.last_step:,}", color="gray")
     bits = []
     if run.meta.get("workload"):
-        bits.append(f"workload **{run.meta['workload']}**")
-    if run.last_flush and run.status == "running":
+        bits.append(f"workload **{md_escape(run.meta['workload'])}**")
+    if run.last_flush and run.status == schema.RUNNING:
         bits.append(f"last written {max(0, time.time() - run.last_flush):.0f} s ago")
     elif run.meta.get("ended"):
         try:
@@ -65,16 +72,43 @@ def header(h: RunHandle, *, page_title: str) -> None:
         except (TypeError, ValueError, OSError):
             pass
     if run.meta.get("description"):
-        bits.append(str(run.meta["description"]))
+        bits.append(md_escape(run.meta["description"]))
     with st.container(horizontal=True, vertical_alignment="center"):
         if bits:
             st.caption(" · ".join(bits))
-        training.rerun_button(run, key=f"rerun-{page_title}")
-    if run.status == "failed" and run.meta.get("error"):
-        st.error(f"Training failed: {run.meta['error']}")
-    training.unfinished_details(run)
+        _rerun_link(run, key=f"rerun-{page_title}")
+    if run.status == schema.FAILED and run.meta.get("error"):
+        st.error(f"Training failed: {md_escape(run.meta['error'])}")
+    _unfinished_details(run)
     for w in run.warnings:
-        st.warning(w, icon=":material/warning:")
+        st.warning(md_escape(w), icon=":material/warning:")
+
+
+def _rerun_link(run, *, key: str) -> None:
+    """"Rerun with changes" for a run the playground trained, when the app has a Train page (other
+    runs get none: their training code is not the dashboard's to rerun)."""
+    train = navigation.page("train")
+    if train is None or not rerunnable(run.hparams):
+        return
+    if st.button("Rerun with changes", key=key, icon=":material/replay:", type="tertiary",
+                 help="Open this run's hyperparameters in the Train page, change some, and start a new run "
+                      "linked to this one."):
+        st.session_state[RERUN_REQUEST] = {"path": str(run.path), "name": run.name}
+        st.switch_page(train.script)
+
+
+def _unfinished_details(run) -> None:
+    """Why a run did not finish, and the last lines of the log of the process that trained it."""
+    if run.status not in (schema.FAILED, schema.KILLED):
+        return
+    if run.status == schema.KILLED:
+        st.warning(md_escape(run.meta.get("error") or "") or "Not finished: the process recording this run is gone (it crashed or "
+                   "was killed) and never closed the run; what it recorded until then is shown.",
+                   icon=":material/warning:")
+    tail = log_tail(run.path, 25)
+    if tail:
+        with st.expander(f"Last lines of {schema.LOG_FILE} (the training process's output)", expanded=True):
+            st.code(tail, language="text")
 
 
 def live_section(h: RunHandle, body: Callable[[RunHandle], None], *, key: str) -> None:
@@ -110,7 +144,7 @@ def focus_banner(focus: dict | None) -> tuple[int, int] | None:
     cols = st.columns([0.85, 0.15], vertical_alignment="center")
     steps = focus.get("steps")
     where = f" (steps {steps[0]:,}–{steps[1]:,} shaded)" if steps else ""
-    cols[0].info(f"Showing the evidence for **{focus.get('title')}**{where}.", icon=":material/search:")
+    cols[0].info(f"Showing the evidence for **{md_escape(focus.get('title'))}**{where}.", icon=":material/search:")
     if cols[1].button("Clear", key=f"clear-focus-{focus.get('page')}"):
         st.session_state.pop(FOCUS, None)
         st.rerun()

@@ -1,4 +1,5 @@
-"""The sidebar under the page menu: which run the run pages show, and which folders are scanned."""
+"""The sidebar under the page menu: which run the run pages show (also kept in the URL as
+`?run=<id>`), and which folders are scanned."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import streamlit as st
 
 from runstore import effective_status
 
-from ..colors import assign_run_colors
-from ..discovery import TENSORBOARD, RunRef
+from .. import status
+from ..colors import run_colors
+from ..discovery import TENSORBOARD, RunRef, run_ids
+from ..format import md_escape
 from ..settings import Settings, split_dirs
-from ..summary import STATUS_ICONS
-from . import cache
-from .context import CURRENT_RUN, EXTRA_DIRS, RUN_COLORS, RUN_PICKER, AppContext
+from . import cache, urlstate
+from .context import CURRENT_RUN, EXTRA_DIRS, RUN_PICKER, AppContext
+
+RUN_PARAM = "run"  # the URL parameter naming the current run (its discovery.run_ids id)
 
 
 def run_label(ref: RunRef) -> str:
@@ -22,9 +26,8 @@ def run_label(ref: RunRef) -> str:
         return f"{ref.label} · TensorBoard"
     meta = cache.meta(ref)
     if isinstance(meta, str):
-        return f"{ref.label} · unreadable"
-    status = effective_status(meta, None)
-    return f"{meta.get('name') or ref.label} · {STATUS_ICONS.get(status, status)}"
+        return f"{ref.label} · {status.label(status.UNREADABLE)}"
+    return f"{meta.get('name') or ref.label} · {status.label(effective_status(meta, None))}"
 
 
 def _folders(settings: Settings) -> tuple[str, ...]:
@@ -39,13 +42,15 @@ def render(settings: Settings) -> AppContext:
     """Draw the sidebar and return the context of this rerun."""
     folders = _folders(settings)
     refs, notes = cache.discover(folders)
-    colors = assign_run_colors([r.path for r in refs], st.session_state.get(RUN_COLORS))
-    st.session_state[RUN_COLORS] = colors
-    ctx = AppContext(settings=settings, refs=refs, notes=notes, folders=folders, colors=colors)
+    ids = run_ids(refs)
+    by_id = run_colors(ids.values())
+    ctx = AppContext(settings=settings, refs=refs, notes=notes, folders=folders, ids=ids,
+                     colors={p: by_id[i] for p, i in ids.items()})
 
     with st.sidebar:
         paths = [r.path for r in refs]
         if paths:
+            _follow_link(ctx)
             if st.session_state.get(CURRENT_RUN) not in paths:
                 st.session_state[CURRENT_RUN] = paths[0]
             st.session_state[RUN_PICKER] = st.session_state[CURRENT_RUN]
@@ -55,6 +60,7 @@ def render(settings: Settings) -> AppContext:
                                    help="The run the Overview, Activations, Gradients, Updates and "
                                         "Predictions pages show. Pick several on the Runs page to compare.")
             ctx.current = ctx.ref(current)
+            urlstate.write(RUN_PARAM, ids.get(current, []))
         else:
             st.info("No runs found yet. Record one with `probes.attach(model, run_dir='runs/my_run')`.")
         with st.expander("Run folders", expanded=not paths):
@@ -66,13 +72,27 @@ def render(settings: Settings) -> AppContext:
             for r in refs:
                 counts[r.folder] = counts.get(r.folder, 0) + 1
             for f in folders:
-                st.caption(f"`{_short(f)}` — {counts.get(f, 0)} run(s)")
+                n = counts.get(f, 0)
+                st.caption(f"{md_escape(_short(f))} — {n} run{'' if n == 1 else 's'}")
             for n in notes:
-                st.caption(f"⚠️ {n}")
+                st.caption(f":material/warning: {md_escape(n)}")
             if st.button("Rescan folders", key="rescan", icon=":material/refresh:"):
                 cache.discover.clear()
                 st.rerun()
     return ctx
+
+
+def _follow_link(ctx: AppContext) -> None:
+    """Open the run a link names (`?run=<id>`) once; an id no run has is reported, not followed."""
+    wanted = urlstate.incoming(RUN_PARAM)
+    if not wanted:
+        return
+    path = ctx.path_of(wanted[0])
+    if path is not None:
+        st.session_state[CURRENT_RUN] = path
+    else:
+        st.warning(f"The link names a run ({md_escape(wanted[0][:80])}) that is not in the scanned folders; "
+                   "showing another run.", icon=":material/link_off:")
 
 
 def _picked() -> None:

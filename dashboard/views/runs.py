@@ -8,8 +8,9 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from .. import navigation
-from ..summary import STATUS_ICONS, effective_hparams, error_row, run_row, varying_keys
+from .. import navigation, status
+from ..format import TABLE_FORMAT, md_escape
+from ..summary import effective_hparams, error_row, run_row, varying_keys
 from ..ui import cache
 from ..ui.context import COMPARE_RUNS, CURRENT_RUN, SELECTED_RUNS, get_context
 from ..ui.runpage import error_card, healthy
@@ -58,7 +59,7 @@ def filtered(df: pd.DataFrame, *, text: str, statuses: list[str], only_warnings:
 
 
 def _live_interval(df: pd.DataFrame, refresh_s: float) -> float | None:
-    return refresh_s if not df.empty and (df["status"] == "running").any() else None
+    return refresh_s if not df.empty and (df["status"] == status.RUNNING).any() else None
 
 
 def render() -> None:
@@ -69,17 +70,16 @@ def render() -> None:
             "or levelled off, and no critical or warning findings.")
     live_jobs_panel()
     if not ctx.refs:
-        st.info("No runs found in " + ", ".join(f"`{f}`" for f in ctx.folders) + ". Record one with "
+        st.info("No runs found in " + ", ".join(md_escape(f) for f in ctx.folders) + ". Record one with "
                 "`probes.attach(model, optimizer, run_dir='runs/my_run')`, or add a folder in the sidebar.")
         return
     df, _ = table(ctx)
     with st.container(horizontal=True, vertical_alignment="bottom"):
         text = st.text_input("Filter", key="runs_filter", placeholder="name, workload, lr=0.1 …", width=240,
                              persist_state="session")
-        present = [s for s in ("running", "finished", "failed", "stopped", "killed", "unreadable")
-                   if s in set(df["status"])]
+        present = [s for s in status.ORDER if s in set(df["status"])]
         statuses = st.multiselect("Status", present, key="runs_status", persist_state="session",
-                                  format_func=lambda s: STATUS_ICONS.get(s, s), width=260)
+                                  format_func=status.label, width=260)
         only_warn = st.toggle("Only runs with warnings", key="runs_warn", persist_state="session")
         sort = st.selectbox("Sort by", list(SORTS), key="runs_sort", persist_state="session", width=180)
     st.fragment(lambda: _table(ctx, text, statuses, only_warn, sort),
@@ -97,19 +97,20 @@ def _table(ctx, text, statuses, only_warn, sort) -> None:
     key = "runs_table_" + hashlib.sha1("\n".join(paths).encode()).hexdigest()[:10]
     display = shown.drop(columns=["warnings_total", "folder"], errors="ignore")
     if not display.empty:
-        display["status"] = display["status"].map(lambda s: STATUS_ICONS.get(s, s))
+        display["status"] = display["status"].map(status.label)
     event = st.dataframe(
         display, key=key, on_select="rerun", selection_mode="multi-row", hide_index=True, placeholder="—",
         height=min(36 * (len(display) + 1) + 4, 760),
         selection_default={"selection": {"rows": default_rows}},
         column_config={
             "run": st.column_config.TextColumn("run", pinned=True),
-            "lr": st.column_config.NumberColumn("lr", format="%.2e"),
+            "lr": st.column_config.NumberColumn("lr", format=TABLE_FORMAT, help="learning rate (first group)"),
             "steps": st.column_config.NumberColumn("steps", format="localized"),
-            "train loss": st.column_config.NumberColumn("train loss", format="%.4f",
+            "train loss": st.column_config.NumberColumn("train loss", format=TABLE_FORMAT,
                                                         help="mean of the last 20 steps; empty if it ended NaN/Inf"),
-            "val loss": st.column_config.NumberColumn("val loss", format="%.4f"),
-            "val accuracy": st.column_config.NumberColumn("val acc", format="%.3f"),
+            "val loss": st.column_config.NumberColumn("val loss", format=TABLE_FORMAT, help="at the last evaluation"),
+            "val accuracy": st.column_config.NumberColumn("val acc", format=TABLE_FORMAT,
+                                                          help="at the last evaluation"),
             "critical": st.column_config.NumberColumn("critical", help="critical findings"),
             "warnings": st.column_config.NumberColumn("warnings", help="warning findings"),
             "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
