@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from .options import ProbeOptions
+from .options import ProbeOptions, check_run_dir
 from .recorder import Recorder
 
 __all__ = ["attach", "Recorder", "NullRecorder", "ProbeOptions"]
@@ -61,7 +61,8 @@ def attach(model, optimizer=None, *, run_dir: str | os.PathLike, hparams: dict |
     record_histograms, modules, exclude, flush_steps, flush_secs, tensorboard, all_ranks,
     overwrite, meta. Returns a Recorder, usable as a context manager.
     """
-    opts = ProbeOptions(**options)
+    run_dir = check_run_dir(run_dir)  # before the rank<r> subfolder, which would hide an empty name
+    opts = ProbeOptions.from_kwargs(options)
     rank, world = _rank()
     if world > 1:
         if rank != 0 and not opts.all_ranks:

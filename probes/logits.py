@@ -28,9 +28,58 @@ def kept_stats(split: str, explicit, has_targets: bool) -> tuple[list[int], tupl
     return keep, tags.stat_tags(tags.split_metric, (split,), [tags.LOGIT_STATS[i] for i in keep])
 
 
+def _binary(logits: torch.Tensor) -> bool:
+    """(batch,) or (..., 1) logits: one logit per prediction, as BCEWithLogitsLoss takes."""
+    return logits.ndim == 1 or logits.shape[-1] == 1
+
+
+def n_classes(logits: torch.Tensor) -> int:
+    return 2 if _binary(logits) else int(logits.shape[-1])
+
+
+def check(logits, targets) -> None:
+    """Raise a TypeError or ValueError naming both shapes unless logits (and targets) have a shape
+    the statistics below take. Cheap (no tensor op): record_step calls it on every step, so a
+    mismatch fails at the first call instead of leaving the accuracy out without a word."""
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"logits must be a tensor, got {type(logits).__name__}")
+    if logits.ndim == 0 or logits.numel() == 0 or logits.is_complex():
+        raise ValueError(f"logits must be real class scores of shape (batch, classes), (batch, ..., classes) "
+                         f"or (batch,) for binary logits; got shape {tuple(logits.shape)} ({logits.dtype})")
+    if targets is None:
+        return
+    if not isinstance(targets, torch.Tensor):
+        raise TypeError(f"targets must be a tensor (class indices or probabilities), got {type(targets).__name__}")
+    binary = _binary(logits)
+    predictions = logits.numel() if binary else logits.numel() // logits.shape[-1]
+    if targets.numel() == predictions:  # class indices (or 0/1 labels for binary logits)
+        return
+    if not binary and targets.is_floating_point() and targets.shape == logits.shape:  # probabilities
+        return
+    raise ValueError(
+        f"targets of shape {tuple(targets.shape)} do not match logits of shape {tuple(logits.shape)}: the logits "
+        f"hold {predictions} prediction(s), the targets {targets.numel()} value(s). Pass one class index per "
+        f"prediction ((B,) for (B, C) logits, (B, T) for (B, T, V)), class probabilities of the logits' shape, "
+        f"or no targets (then no accuracy is recorded).")
+
+
+def _scores(logits: torch.Tensor) -> torch.Tensor:
+    """Class scores (..., classes): a binary logit z is the two classes (0, z), whose softmax is
+    (1 - sigmoid(z), sigmoid(z)), so confidence, entropy and accuracy follow as for any classes."""
+    if not _binary(logits):
+        return logits
+    z = logits.detach().reshape(-1)
+    return torch.stack([torch.zeros_like(z), z], dim=-1)
+
+
 def _class_targets(targets: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """Class indices: probability (one-hot or soft) targets become their argmax."""
+    """Class indices, on the logits' device: probability (one-hot or soft) targets become their
+    argmax; with binary logits, probability labels round to 0 or 1."""
     t = targets.detach()
+    if t.device != logits.device:
+        t = t.to(logits.device)
+    if _binary(logits):
+        return t.round() if t.is_floating_point() else t
     if t.is_floating_point() and t.shape == logits.shape:
         t = t.reshape(-1, logits.shape[-1]).argmax(-1)
     return t
@@ -40,7 +89,9 @@ def stats_torch(logits: torch.Tensor, targets: torch.Tensor | None):
     """(confidence per sample, LogitStats as one vector with NaN accuracy without targets, correct
     per sample or None) for class logits of shape (..., classes), on their device. Targets may be
     class indices (...) or probabilities (..., classes); negative indices (ignore_index) are left
-    out of the accuracy."""
+    out of the accuracy. Binary logits (batch,) or (..., 1) count as two classes (_scores)."""
+    t = None if targets is None else _class_targets(targets, logits).reshape(-1)
+    logits = _scores(logits)
     z = logits.detach().float().reshape(-1, logits.shape[-1])
     logp = torch.log_softmax(z, dim=-1)
     p = logp.exp()
@@ -48,8 +99,7 @@ def stats_torch(logits: torch.Tensor, targets: torch.Tensor | None):
     entropy = -(p * logp).nan_to_num_(0.0).sum(-1)
     correct = None
     acc = torch.full((), float("nan"), device=z.device)
-    if targets is not None:
-        t = _class_targets(targets, logits).reshape(-1)
+    if t is not None:
         if t.numel() == pred.numel():
             valid = t >= 0
             correct = (pred == t) & valid
@@ -60,7 +110,8 @@ def stats_torch(logits: torch.Tensor, targets: torch.Tensor | None):
 def stats_numpy(logits: torch.Tensor, targets: torch.Tensor | None):
     """(confidence per sample, LogitStats, correct per sample or None), as stats_torch."""
     # Few numpy calls on small arrays: on a training step each call costs more than the arithmetic.
-    z = as_numpy(logits)
+    t = None if targets is None else _class_targets(targets, logits).numpy().reshape(-1)
+    z = as_numpy(_scores(logits))
     classes = z.shape[-1]
     z = z.reshape(-1, classes)
     n = len(z)
@@ -74,8 +125,7 @@ def stats_numpy(logits: torch.Tensor, targets: torch.Tensor | None):
         pz = float(np.nan_to_num(e * conf[:, None] * zs, nan=0.0).sum())
     entropy = (float(np.add.reduce(np.log(s))) - pz) / n
     correct, acc = None, math.nan
-    if targets is not None:
-        t = _class_targets(targets, logits).cpu().numpy().reshape(-1)
+    if t is not None:
         if t.size == n:
             correct = z.argmax(axis=1) == t
             n_valid = n

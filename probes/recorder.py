@@ -21,7 +21,7 @@ from . import parameters as P
 from .arrays import as_numpy, quiet
 from .histograms import StepHistograms, fixed_numpy, fixed_torch
 from .hooks import HookSet
-from .options import ProbeOptions
+from .options import ProbeOptions, check_run_dir
 from .param_plan import Plan, Plans
 from .sink import FlushBuffer, TensorBoardMirror, WriterThread
 from .summary import clean_name, device_of, model_summary, optimizer_summary
@@ -43,6 +43,8 @@ class Recorder:
             raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
         if hparams is not None and not isinstance(hparams, dict):
             raise TypeError(f"hparams must be a dict, got {type(hparams).__name__}")
+        run_dir = check_run_dir(run_dir)
+        tb_writer = TensorBoardMirror.writer_class() if options.tensorboard else None  # before any folder exists
         self.options = opts = options
         self.step = 0  # optimizer steps recorded so far; step k's numbers are stored at step k
         self._closed = False
@@ -69,7 +71,7 @@ class Recorder:
         if not writer.meta.get("name"):
             writer.update_meta(name=writer.run_dir.name)
         self.run_dir = writer.run_dir
-        tb = TensorBoardMirror(self.run_dir / schema.TB_DIR) if opts.tensorboard else None
+        tb = TensorBoardMirror(self.run_dir / schema.TB_DIR, tb_writer) if tb_writer is not None else None
         self._sink = WriterThread(writer, tb)
 
         self._buf = FlushBuffer()  # everything recorded since the last flush
@@ -242,17 +244,28 @@ class Recorder:
 
     def record_step(self, loss, *, logits=None, targets=None, **scalars) -> None:
         """Record one optimizer step: its loss (a tensor on any device, or a float), optionally the
-        logits (and targets) of the batch, and any extra named scalars."""
+        logits (and targets) of the batch, and any extra named scalars.
+
+        logits are class scores (batch, classes) or (batch, ..., classes), or binary logits (batch,)
+        or (batch, 1); targets are one class index per prediction, or probabilities of the logits'
+        shape. A bad argument raises TypeError or ValueError and records nothing: the step is not
+        counted."""
         self._check_open("record_step()")
-        self.step = step = self.step + 1
-        self._add_value(tags.TRAIN_LOSS, step, loss)
-        self._buf.scalars((tags.WALL_TIME,), step, (time.time(),))
+        # Every argument is checked before anything is recorded, so a bad call leaves no trace.
+        values = [(tags.TRAIN_LOSS, _number("loss", loss))]
         for name, value in scalars.items():
-            self._add_value(tags.split_metric("train", name), step, value)
+            values.append((tags.split_metric("train", name), _number(name, value)))
+        if logits is not None or targets is not None:
+            _check_logits(logits, targets)
         opt = self._opt_ref() if self._opt_ref is not None else None
         if opt is not None:
             for gi, g in enumerate(opt.param_groups):
-                self._add_value(_LR_TAGS[gi] if gi < len(_LR_TAGS) else tags.lr(gi), step, g["lr"])
+                tag = _LR_TAGS[gi] if gi < len(_LR_TAGS) else tags.lr(gi)
+                values.append((tag, _number(tag, g["lr"])))
+        self.step = step = self.step + 1
+        self._add_values(step, values)
+        self._buf.scalars((tags.WALL_TIME,), step, (time.time(),))
+        if opt is not None:
             if self._opt_calls == self._opt_calls_seen:
                 self._event(step, "skipped_step", "the optimizer did not step (e.g. GradScaler found inf/NaN "
                             "gradients and skipped the update)")
@@ -275,25 +288,29 @@ class Recorder:
 
     def record_eval(self, loss=None, *, logits=None, targets=None, split: str = "val", **scalars) -> None:
         """Record an evaluation at the current step: loss, optionally logits/targets (for confidence,
-        accuracy and a calibration table), and any extra named scalars (e.g. accuracy=0.93)."""
+        accuracy and a calibration table), and any extra named scalars (e.g. accuracy=0.93). A bad
+        argument raises TypeError or ValueError and records nothing."""
         self._check_open("record_eval()")
         if not isinstance(split, str) or not split or "/" in split:
             raise ValueError(f"split must be a name without '/', such as 'val' or 'test'; got {split!r}")
-        step = self.step
-        if loss is not None:
-            self._add_value(tags.split_metric(split, "loss"), step, loss)
+        values = [] if loss is None else [(tags.split_metric(split, "loss"), _number("loss", loss))]
         for name, value in scalars.items():
-            self._add_value(tags.split_metric(split, name), step, value)
+            values.append((tags.split_metric(split, name), _number(name, value)))
+        if logits is not None or targets is not None:
+            _check_logits(logits, targets)
+        step = self.step
+        self._add_values(step, values)
         if logits is not None:
-            self._record_logits(split, step, logits, targets, explicit=scalars, calibration=True)
+            try:
+                self._record_logits(split, step, logits, targets, explicit=scalars, calibration=True)
+            except Exception as e:  # the arguments were checked: this is the probe's failure, not the user's
+                self._event(step, "warning", f"evaluation probe failed: {e!r}")
         self._flush()  # evaluations are rare and people watch for them: show them at once
 
     def _record_logits(self, split, step, logits, targets, *, explicit, calibration) -> None:
-        if not isinstance(logits, torch.Tensor) or logits.ndim < 1 or logits.shape[-1] < 2:
-            raise ValueError("logits must be a tensor of class scores with the classes on the last dimension")
         buf = self._buf
         if "n_classes" not in self._meta_known:  # lets the rules compare the first loss with ln(classes)
-            self._meta_known["n_classes"] = buf.meta["n_classes"] = int(logits.shape[-1])
+            self._meta_known["n_classes"] = buf.meta["n_classes"] = L.n_classes(logits)
         bins, hist = self.options.hist_bins, self.options.record_histograms or calibration
         conf_tags = (tags.split_metric(split, "confidence"),)
         if logits.is_cpu:
@@ -323,20 +340,14 @@ class Recorder:
             got = self._tag_cache[key] = L.kept_stats(split, explicit, has_targets)
         return got
 
-    def _add_value(self, tag: str, step: int, value) -> None:
-        if isinstance(value, torch.Tensor):
-            if value.numel() != 1:
-                raise ValueError(f"{tag} must be a single number (a 0-d or 1-element tensor), got shape "
-                                 f"{tuple(value.shape)}")
-            if not value.is_cpu:  # read at the next flush, so the GPU is not waited on here
-                self._buf.device_scalars((tag,), step, value.detach().reshape(1))
-                return
-            value = value.item()
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise TypeError(f"{tag} must be a number or a tensor, got {type(value).__name__}") from None
-        self._buf.scalars((tag,), step, (v,))
+    def _add_values(self, step: int, values: list) -> None:
+        """Values checked by _number: floats, or one-element tensors on a device."""
+        buf = self._buf
+        for tag, v in values:
+            if type(v) is float:
+                buf.scalars((tag,), step, (v,))
+            else:  # read at the next flush, so the GPU is not waited on here
+                buf.device_scalars((tag,), step, v)
 
     def _event(self, step, kind: str, message: str) -> None:
         self._buf.event(step, kind, message)
@@ -363,21 +374,31 @@ class Recorder:
 
     # -- closing -----------------------------------------------------------------------------
     def close(self, status: str | None = None, *, error: str | None = None) -> None:
-        """Flush everything, remove every hook and mark the run finished (or `status`). Idempotent."""
+        """Flush everything, remove every hook and mark the run finished (or `status`). Idempotent.
+
+        If the probes could not write (a full disk), training went on: the run is marked failed
+        with the reason where run.json can still be written, a RuntimeWarning says so, and
+        close() does not raise; `write_error` holds the first error."""
         if self._closed:
             return
-        self._closed = True
-        self._act_hooks.remove()
-        self._persistent.remove()
-        self._plans.clear()  # they hold the weight copies
         status = status or schema.FINISHED
         if status not in schema.STATUSES or status == schema.RUNNING:
             raise ValueError(f"status must be one of finished, failed, stopped; got {status!r}")
-        self._flush()
-        extra = {"error": error} if error else {}
-        self._sink.close(status, last_step=self.step, **extra)
-        if self._sink.error is not None:
-            raise RuntimeError(f"probes could not write all data to {self.run_dir}: {self._sink.error!r}")
+        if error is not None and not isinstance(error, str):
+            raise TypeError(f"error must be a message (str) or None, got {type(error).__name__}")
+        self._closed = True
+        try:
+            self._act_hooks.remove()
+            self._persistent.remove()
+            self._plans.clear()  # they hold the weight copies
+            self._flush()
+        finally:  # whatever happened above, the writer thread ends and the run's status is written
+            self._sink.close(status, error=error, last_step=self.step)
+
+    @property
+    def write_error(self) -> BaseException | None:
+        """The first error that kept the probes from writing to the run directory, or None."""
+        return self._sink.error
 
     def __enter__(self):
         return self
@@ -410,6 +431,38 @@ def _note_nonfinite_loss(batch: Batch, state: dict) -> None:
             i = int(np.argmax(bad))
             batch.events.append((int(loss[0][i]), time.time(), "nonfinite_loss",
                                  f"training loss became {loss[1][i]} at step {int(loss[0][i])}"))
+
+
+def _number(what: str, value):
+    """value as a float, or as a one-element tensor kept on its device (not waited for); a
+    TypeError or ValueError saying what was expected otherwise. Nothing is recorded here."""
+    if type(value) is float:  # the common cases first: they are on every step's path
+        return value
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{what} must be a single number (a 0-d or 1-element tensor), got a tensor of "
+                             f"shape {tuple(value.shape)}")
+        if not value.is_cpu:
+            if value.is_complex():
+                raise TypeError(f"{what} must be a real number, got a complex tensor")
+            return value.detach().reshape(1)
+        value = value.item()
+    elif isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise ValueError(f"{what} must be a single number, got an array of shape {value.shape}")
+        value = value.item()
+    if isinstance(value, (str, bytes)):  # float("1.5") would accept text
+        raise TypeError(f"{what} must be a number or a one-element tensor, got {type(value).__name__} {value!r:.60}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be a number or a one-element tensor, got {type(value).__name__}") from None
+
+
+def _check_logits(logits, targets) -> None:
+    if logits is None:
+        raise ValueError("targets were passed without logits: accuracy needs both (pass logits=...)")
+    L.check(logits, targets)
 
 
 def _close_at_exit(ref) -> None:

@@ -13,7 +13,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from runstore import Batch, RunWriter
+from runstore import Batch, RunWriter, schema
 from .arrays import group_by_device
 
 _SCALARS, _HISTS, _TABLE = "scalars", "hists", "table"  # kinds of device entries
@@ -168,12 +168,18 @@ class FlushBuffer:
 class TensorBoardMirror:
     """Writes the same scalars and (already binned) histograms as TensorBoard event files."""
 
-    def __init__(self, logdir):
+    def __init__(self, logdir, summary_writer=None):
+        self._w = (summary_writer or self.writer_class())(log_dir=str(logdir))
+
+    @staticmethod
+    def writer_class():
+        """TensorBoard's SummaryWriter; asked for before the run folder is made, so a missing
+        package leaves no run behind."""
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:  # tensorboard is an optional dependency
             raise ImportError("tensorboard=True needs the tensorboard package: pip install tensorboard") from e
-        self._w = SummaryWriter(log_dir=str(logdir))
+        return SummaryWriter
 
     def write(self, batch: Batch) -> None:
         for tag, (steps, vals) in batch.scalars.items():
@@ -203,12 +209,18 @@ _STOP = object()
 
 
 class WriterThread:
-    """Owns the RunWriter; jobs are callables producing (Batch, last_step), run in order."""
+    """Owns the RunWriter; jobs are callables producing (Batch, last_step), run in order.
+
+    A write that fails (a full disk, a folder deleted under it) never reaches the training thread:
+    the first error is kept and reported once as a RuntimeWarning, later flushes are still tried
+    (space may come back), and close() marks the run failed with what was lost."""
 
     def __init__(self, writer: RunWriter, tb: TensorBoardMirror | None):
         self.writer, self.tb = writer, tb
         self._q: queue.Queue = queue.Queue()
-        self.error: BaseException | None = None
+        self.error: BaseException | None = None  # the first failure
+        self.failed_flushes = 0
+        self._flushes = 0
         self._t = threading.Thread(target=self._loop, name="probes-writer", daemon=True)
         self._t.start()
 
@@ -221,28 +233,60 @@ class WriterThread:
             if job is _STOP:
                 self._q.task_done()
                 return
+            self._flushes += 1
             try:
                 batch, last_step = job()
                 if not batch.empty() or last_step is not None:
                     self.writer.write(batch, last_step=last_step)
                 if self.tb is not None and not batch.empty():
                     self.tb.write(batch)
-            except BaseException as e:  # keep training alive; report once on the training thread
-                if self.error is None:
-                    self.error = e
-                    warnings.warn(f"probes could not write to {self.writer.run_dir}: {e!r}", RuntimeWarning)
+            except BaseException as e:  # keep training alive; warn once
+                self._failed(e, "some of the run's data is lost; training goes on and the run will be "
+                                "marked failed")
             finally:
                 self._q.task_done()
+
+    def _failed(self, e: BaseException, consequence: str) -> None:
+        self.failed_flushes += 1
+        if self.error is None:
+            self.error = e
+            warnings.warn(f"probes could not write to {self.writer.run_dir}: {e!r}; {consequence}.",
+                          RuntimeWarning, stacklevel=2)
+
+    def loss_report(self) -> str | None:
+        """What the run's error says about data the probes could not write, or None."""
+        if self.error is None:
+            return None
+        return (f"probes could not write {self.failed_flushes} of {self._flushes} flushes to the run "
+                f"directory: {self.error!r}")
 
     def drain(self) -> None:
         """Wait until every job submitted so far is written (benchmarks charge that time to the run)."""
         self._q.join()
 
-    def close(self, status: str, **meta) -> None:
+    def close(self, status: str, *, error: str | None = None, **meta) -> None:
+        """Stop the thread once everything submitted is written, then record how the run ended.
+        Never raises for a failed write: a run whose data was not all written is marked failed
+        (with the reason next to the caller's error), if run.json can still be written."""
         self._q.put(_STOP)
         self._t.join()
         if self.tb is not None:
-            self.tb.close()
-        if meta:
+            try:
+                self.tb.close()
+            except Exception as e:
+                self._failed(e, "the TensorBoard mirror is incomplete")
+        lost = self.loss_report()
+        if lost is not None:
+            status, error = schema.FAILED, f"{error}; {lost}" if error else lost
+        if error:
+            meta["error"] = error
+        try:
             self.writer.meta.update(meta)
-        self.writer.close(status)
+            self.writer.close(status)
+        except Exception as e:
+            warnings.warn(f"probes could not record the end of the run in {self.writer.run_dir} "
+                          f"(status {status!r}{': ' + error if error else ''}): {e!r}. Its run.json still "
+                          f"says it is running; once this process ends, readers report it as killed.",
+                          RuntimeWarning, stacklevel=3)
+            if self.error is None:
+                self.error = e

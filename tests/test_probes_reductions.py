@@ -143,6 +143,27 @@ def test_parameter_and_update_stats_agree():
     assert all(_close(a, b) for a, b in zip([v for col in weights for v in col], dweights.tolist()))
 
 
+def test_binary_logit_stats_agree_and_match_the_sigmoid():
+    """Binary logits (B,) or (B, 1) are the two classes (0, z): both implementations give the
+    sigmoid's confidence max(p, 1 - p), its entropy, and the accuracy of z > 0."""
+    torch.manual_seed(0)
+    z = torch.randn(64) * 3
+    labels = torch.randint(0, 2, (64,))
+    p = torch.sigmoid(z.double())
+    want = {"confidence": torch.maximum(p, 1 - p).mean().item(),
+            "entropy": (-(p * p.log() + (1 - p) * (1 - p).log())).mean().item(),
+            "accuracy": ((z > 0).long() == labels).double().mean().item()}
+    for logits, t in ((z, labels), (z[:, None], labels[:, None]), (z, labels.float() * 0.9 + 0.05)):
+        with np.errstate(all="ignore"):
+            _, cvec, _ = L.stats_numpy(logits, t)
+        _, dvec, _ = L.stats_torch(logits, t)
+        dvec = dict(zip(tags.LOGIT_STATS, dvec.tolist()))
+        for s in tags.LOGIT_STATS:
+            assert getattr(cvec, s) == pytest.approx(want[s], rel=1e-5), s
+            assert dvec[s] == pytest.approx(want[s], rel=1e-5), s
+    assert L.n_classes(z) == L.n_classes(z[:, None]) == 2
+
+
 def test_logit_stats_agree():
     torch.manual_seed(0)
     logits = torch.randn(64, 5) * 3
