@@ -67,3 +67,10 @@ def nonfinite_steps(s: pd.Series) -> np.ndarray:
     """Steps where the value is NaN or +-Inf (a diverged loss, an overflowed gradient)."""
     v = s.to_numpy(dtype=float)
     return s.index.to_numpy()[~np.isfinite(v)]
+
+
+def zero_steps(s: pd.Series) -> np.ndarray:
+    """Steps where the value is exactly 0 (no gradient reached a layer, a weight that never moved):
+    a log axis cannot draw them, so the charts mark them separately."""
+    v = s.to_numpy(dtype=float)
+    return s.index.to_numpy()[v == 0]

@@ -243,7 +243,7 @@ def test_activations_page_layer_picker_drives_the_charts(runs_dir, make_app):
     grid = charts(at)["act-grid"]
     assert {t["legendgroup"] for t in grid["data"]} == {"net.1"}
     row_titles = {v["title"]["text"] for k, v in grid["layout"].items() if k.startswith("yaxis")}
-    assert {"mean", "std", "dead units (fraction)"} <= row_titles
+    assert {"mean", "std (symlog)", "dead units (fraction)"} <= row_titles
     # the histogram-at-step chart follows the step picked
     steps_key = f"act_step::{path}::{at.selectbox(key=f'act_hist_layer::{path}').value}"
     at.select_slider(key=steps_key).set_value(100).run()

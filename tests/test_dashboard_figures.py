@@ -11,7 +11,10 @@ from dashboard.calibration import CalibrationTableError, expected_calibration_er
 from dashboard.figures import base
 from dashboard.figures.base import Curve, NoDataError, lines_figure
 from dashboard.figures.histograms import hist_at_step_figure, hist_heatmap_figure
-from dashboard.figures.layers import layer_grid_figure, log_ratio_figure, ratio_figure
+from dashboard.figures.layers import (Level, Segment, layer_grid_figure, log_layers_figure, ratio_figure, symlog,
+                                      symlog_scale)
+from dashboard.figures.verdicts import grad_flow_figure, update_ratio_figure
+from diagnostics import Thresholds
 from dashboard.figures.reliability import reliability_figure
 from dashboard.rebin import at_step, rebin, thin_rows
 from dashboard.series_ops import ema, minmax_downsample
@@ -150,7 +153,7 @@ def test_empty_input_raises_instead_of_drawing_an_empty_chart():
     with pytest.raises(NoDataError):
         layer_grid_figure({"mean": {}}, ["a"])
     with pytest.raises(NoDataError):
-        log_ratio_figure({}, ["a"], target=1e-2, band_decades=0.5)
+        update_ratio_figure({}, ["a"], Thresholds())
 
 
 def test_constant_series_gets_a_sensible_range():
@@ -178,22 +181,91 @@ def test_layer_grid_has_a_row_per_statistic_and_one_legend_entry_per_layer():
     assert colors["a"] != colors["b"]
 
 
-def test_ratio_figure_draws_both_thresholds_on_a_log_axis():
-    fig = ratio_figure(series([1e-4, 1e-2, 1.0]), low=1e-3, high=70)
+def shapes_named(fig) -> dict:
+    return {sh.name: sh for sh in fig.layout.shapes if sh.name}
+
+
+def test_ratio_figure_draws_its_threshold_lines_on_a_log_axis():
+    fig = ratio_figure(series([1e-4, 1e-2, 1.0]), levels=[Level(70.0, "exploding above 70", "explode_ratio")])
     assert fig.layout.yaxis.type == "log"
-    assert sorted(s.y0 for s in fig.layout.shapes if s.type == "line") == [1e-3, 70]
+    assert shapes_named(fig)["explode_ratio"].y0 == 70
     # labels sit at the thresholds (annotations on a log axis use log10 coordinates)
-    assert sorted(a.y for a in fig.layout.annotations) == pytest.approx([-3, np.log10(70)])
+    assert [a.y for a in fig.layout.annotations] == pytest.approx([np.log10(70)])
 
 
-def test_update_ratio_figure_plots_log10_with_the_target_band():
-    s = {"w": series([1e-2, 1e-3, 0.0])}
-    fig = log_ratio_figure(s, ["w"], target=1e-2, band_decades=0.5, reference=1e-3)
-    y = np.asarray(fig.data[0].y, dtype=float)
-    assert y[:2] == pytest.approx([-2, -3]) and np.isnan(y[2])  # log10(0) is a gap, not -inf
-    band = next(sh for sh in fig.layout.shapes if sh.type == "rect")
-    assert (band.y0, band.y1) == (-2.5, -1.5)
-    assert any(sh.type == "line" and sh.y0 == -3 for sh in fig.layout.shapes)
+def test_log_axis_marks_exact_zeros_and_keeps_a_readable_range():
+    # a gradient that dies: 1, then numerical dust down to 1e-20, then exactly 0
+    s = series([1.0, 0.5, 1e-3, 1e-12, 1e-20, 0.0, 0.0, 0.0])
+    fig = log_layers_figure({"w": s}, ["w"], y_title="norm", labels={"w": "w (Linear)"}, max_decades=8)
+    lo, hi = fig.layout.yaxis.range
+    assert hi - lo < 8.5 and lo > -9  # never stretched to 1e-20
+    assert fig.layout.yaxis.dtick in (1, 2)  # at most ~8 labels
+    line = fig.data[0]
+    assert line.name == "w (Linear)"
+    y = np.asarray(line.y, dtype=float)
+    assert np.isnan(y[3:]).all() and y[2] == pytest.approx(1e-3)
+    zeros = next(t for t in fig.data if t.mode == "markers" and "= 0" in t.name)
+    assert list(zeros.x) == [5, 6, 7] and np.allclose(zeros.y, 10.0 ** lo)  # on the bottom edge
+    below = next(t for t in fig.data if t.mode == "markers" and "below" in t.name)
+    assert list(below.x) == [3, 4] and list(below.customdata) == pytest.approx([1e-12, 1e-20])
+    assert any(t.name == "exactly 0 (bottom edge)" for t in fig.data)  # the legend says what × means
+
+
+def test_log_ticks_stay_few_over_many_decades():
+    fig = lines_figure([Curve("g", series(np.logspace(-20, 2, 50)))], log_y=True)
+    lo, hi = fig.layout.yaxis.range
+    assert (hi - lo) / fig.layout.yaxis.dtick <= 8
+    # over a decade or two: 1-2-5 steps written out in full (0.5, not a small "5" under the "1")
+    loss = lines_figure([Curve("loss", series(np.linspace(0.3, 8.0, 50)))], log_y=True)
+    assert list(loss.layout.yaxis.ticktext) == ["0.5", "1", "2", "5"]
+    assert list(loss.layout.yaxis.tickvals) == pytest.approx([0.5, 1, 2, 5])
+
+
+def test_update_ratio_figure_draws_the_verdict_zones_guides_and_statistic():
+    th = Thresholds()
+    s = {"w": series([2e-2, 1e-2, 5e-3, 0.0]), "v": series([0.2, 0.3, 0.2, 0.1])}
+    seg = Segment("w", 0.018, (0, 1), "0.018 over steps 0–1 → in range")
+    fig = update_ratio_figure(s, ["w", "v"], th, segments=[seg])
+    named = shapes_named(fig)
+    assert named["update_ratio_low"].y0 == th.update_ratio_low
+    assert named["update_ratio_high"].y0 == th.update_ratio_high
+    assert named["update_ratio_large"].y0 == th.update_ratio_large
+    assert named["update_ratio_guide_cs231n"].y0 == th.update_ratio_guide_cs231n
+    assert named["update_ratio_guide_notes"].y0 == th.update_ratio_guide_notes
+    assert (named["in range"].y0, named["in range"].y1) == (th.update_ratio_low, th.update_ratio_large)
+    assert (named["large"].y0, named["large"].y1) == (th.update_ratio_large, th.update_ratio_high)
+    assert fig.layout.yaxis.type == "log"
+    seg_trace = next(t for t in fig.data if t.name.startswith("w: 0.018"))
+    assert list(seg_trace.y) == [0.018, 0.018] and list(seg_trace.x) == [0, 1]
+    without = shapes_named(update_ratio_figure(s, ["w"], th, guides=False))
+    assert "update_ratio_guide_cs231n" not in without and "update_ratio_low" in without
+
+
+def test_grad_flow_figure_draws_the_vanishing_lines_and_no_gradient_spans():
+    th = Thresholds()
+    rel = pd.DataFrame({"a": [1e-5, 1e-5, 0.0], "b": [1.0, 1.0, 1.0]}, index=pd.Index([0, 10, 20], name="step"))
+    fig = grad_flow_figure(rel, ["a", "b"], th, spans=[(20, 20, "no gradient from step 20")])
+    named = shapes_named(fig)
+    assert named["vanish_ratio"].y0 == th.vanish_ratio
+    assert any(a.text == "no gradient from step 20" for a in fig.layout.annotations)
+
+
+def test_symlog_keeps_an_exploding_layer_from_flattening_the_others():
+    calm = [series(np.full(20, 0.5) + 0.05 * np.sin(np.arange(20))) for _ in range(4)]
+    wild = series(np.linspace(0.5, 5e4, 20))
+    assert symlog_scale(calm) is None  # similar layers: a linear axis shows them all
+    c = symlog_scale(calm + [wild])
+    assert c is not None
+    span = symlog(5e4, c) - symlog(0.0, c)
+    assert (symlog(0.55, c) - symlog(0.45, c)) / span > 0.01  # a 0.1 wiggle stays visible
+    assert symlog(0.0, c) == 0 and symlog(-1.0, c) == -symlog(1.0, c)
+    names = [f"l{i}" for i in range(5)]
+    fig = layer_grid_figure({"mean": dict(zip(names, calm + [wild]))}, names)
+    assert "symlog" in fig.layout.yaxis.title.text and fig.layout.yaxis.ticktext
+    assert fig.data[-1].customdata is not None  # hover shows the real value
+    calm_fig = layer_grid_figure({"mean": dict(zip(names, calm)), "std": dict(zip(names, calm))}, names[:4])
+    assert calm_fig.layout.yaxis.title.text == "mean"  # similar layers keep a linear mean axis
+    assert "symlog" in calm_fig.layout.yaxis2.title.text  # the spread is always read in decades
 
 
 # -- calibration -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..format import number
 from ..series_ops import MAX_POINTS, nonfinite_steps, series_xy
 
 # WebGL (Scattergl) draws tens of thousands of points without slowing down, but each chart pays
@@ -29,6 +30,12 @@ SMOOTH_MIN_POINTS = 100
 STEP_TITLE = "optimizer step"
 
 
+def plain(text) -> str:
+    """Run-derived text (layer names, titles quoting them) for a Plotly title, legend or hover:
+    Plotly reads a subset of HTML there (<a href>, <b>, <br>), so angle brackets are escaped."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 class NoDataError(ValueError):
     """A figure was asked for data the run does not have."""
 
@@ -43,6 +50,7 @@ class Curve:
     dash: str | None = None
     group: str | None = None  # legend group (e.g. the run), so toggling a run hides all its lines
     width: float = 1.8
+    smooth: bool = True  # False for a series that is already a smoothed one (e.g. what the advice reads)
 
 
 def use_webgl(total_points: int) -> bool:
@@ -93,17 +101,77 @@ def style(fig: go.Figure, *, title: str | None = None, y_title: str | None = Non
     return fig
 
 
+# A log axis spans at most this many decades: below that, values are noise around an exact zero
+# (a dying gradient reads 1e-18 one step and 0 the next) and would crowd the axis with labels.
+MAX_DECADES = 10
+# ... and carries at most about this many tick labels.
+MAX_LOG_TICKS = 7
+
+
+def _positive(values) -> np.ndarray:
+    v = np.asarray(values, dtype=float).ravel()
+    return v[np.isfinite(v) & (v > 0)]
+
+
 def log_ticks(fig: go.Figure, values, **selector) -> go.Figure:
-    """Readable ticks on a log y axis: Plotly's own within a decade (plain numbers), 1-2-5 over a
-    few decades, whole decades beyond (its default crowds tall charts with 1..9 labels)."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v) & (v > 0)]
-    if v.size:
-        decades = np.log10(v.max()) - np.log10(v.min())
-        if decades > 3:
-            fig.update_yaxes(dtick=1, **selector)
-        elif decades > 1:
-            fig.update_yaxes(dtick="D2", **selector)
+    """Readable ticks on a log y axis spanning `values`: Plotly's own within a decade, labelled
+    1-2-5 (or 1-3) steps over a few decades, whole decades beyond, every 2nd or 3rd one when there are
+    many. (Plotly's own 1-2-5 labels print 0.5 as a small "5" under the "1", easily read as five;
+    its default over many decades crowds a tall chart with a label per decade.)"""
+    v = _positive(values)
+    if not v.size:
+        return fig
+    lo, hi = math.log10(v.min()), math.log10(v.max())
+    decades = hi - lo
+    if decades > 3.5:
+        fig.update_yaxes(dtick=max(1, math.ceil(decades / MAX_LOG_TICKS)), **selector)
+    elif decades > 0.7:
+        mantissas = (1, 2, 5) if decades <= 2 else (1, 3)
+        ticks = [m * 10.0 ** k for k in range(math.floor(lo), math.ceil(hi) + 1) for m in mantissas
+                 if lo <= math.log10(m * 10.0 ** k) <= hi]
+        fig.update_yaxes(tickmode="array", tickvals=ticks, ticktext=[number(t) for t in ticks], **selector)
+    return fig
+
+
+def log_range(values, *, include=(), max_decades: float = MAX_DECADES) -> tuple[float, float] | None:
+    """(bottom, top) of a log axis for `values` and the levels in `include`: from the smallest
+    positive value, but at most `max_decades` below the largest; None when none is positive."""
+    v = _positive(np.concatenate([_positive(values), _positive(list(include))]))
+    if v.size == 0:
+        return None
+    top = float(v.max())
+    bottom = max(float(v.min()), top / 10.0 ** max_decades)
+    if bottom >= top:
+        bottom, top = top / 10.0, top * 10.0
+    return bottom, top
+
+
+def set_log_range(fig: go.Figure, bottom: float, top: float, *, pad: float = 0.15) -> tuple[float, float]:
+    """Fix a log y axis to [bottom, top] plus `pad` decades, with readable ticks; returns the
+    axis range in log10 units (what Plotly's layout and annotations use)."""
+    lo, hi = math.log10(bottom) - pad, math.log10(top) + pad
+    fig.update_yaxes(type="log", exponentformat="power", range=[lo, hi])
+    log_ticks(fig, [10.0 ** lo, 10.0 ** hi])
+    return lo, hi
+
+
+def add_level(fig: go.Figure, y: float, text: str, *, name: str | None = None, color: str = "#e15759",
+              dash: str = "dash", log: bool = True, anchor: str = "bottom", x: float = 0.995,
+              xanchor: str = "right") -> go.Figure:
+    """A horizontal line at `y` with its label at the right end. `name` tags the shape (e.g. the
+    Thresholds field it draws), so a test can read which number a line stands for."""
+    fig.add_shape(type="line", xref="paper", x0=0, x1=1, yref="y", y0=y, y1=y, name=name,
+                  line=dict(color=color, dash=dash, width=1.2))
+    # annotations on a log axis take log10 coordinates (shapes take the values)
+    fig.add_annotation(x=x, xref="paper", y=math.log10(y) if log else y, yref="y", text=text, showarrow=False,
+                       xanchor=xanchor, yanchor=anchor, font=dict(size=11, color=color))
+    return fig
+
+
+def add_band(fig: go.Figure, y0: float, y1: float, *, color: str, name: str | None = None) -> go.Figure:
+    """A shaded horizontal band between two values of the y axis (behind the lines)."""
+    fig.add_shape(type="rect", xref="paper", x0=0, x1=1, yref="y", y0=y0, y1=y1, name=name, fillcolor=color,
+                  line_width=0, layer="below")
     return fig
 
 
@@ -132,7 +200,7 @@ def lines_figure(curves: list[Curve], *, title: str | None = None, y_title: str 
     parts = []  # (curve, raw xy or None, shown xy), computed first to pick SVG or WebGL for the chart
     for c in curves:
         # a handful of evaluation points is not noise to average away: only long series are smoothed
-        smooth = smoothing if len(c.series) >= SMOOTH_MIN_POINTS else 0.0
+        smooth = smoothing if c.smooth and len(c.series) >= SMOOTH_MIN_POINTS else 0.0
         raw = series_xy(c.series, max_points=max_points) if smooth > 0 else None
         parts.append((c, raw, series_xy(c.series, max_points=max_points, smoothing=smooth)))
     gl = use_webgl(sum(len(xy[0]) + (len(raw[0]) if raw else 0) for _, raw, xy in parts))
@@ -148,7 +216,9 @@ def lines_figure(curves: list[Curve], *, title: str | None = None, y_title: str 
     style(fig, title=title, y_title=y_title, log_y=log_y, height=height)
     values = np.concatenate([c.series.to_numpy(dtype=float) for c in curves])
     if log_y:
-        log_ticks(fig, values)
+        rng = log_range(values)
+        if rng is not None:
+            set_log_range(fig, *rng, pad=0.05)
     else:
         finite = values[np.isfinite(values)]
         if finite.size and finite.min() == finite.max() and finite.max() > 0:

@@ -27,6 +27,7 @@ def hist_heatmap_figure(grid: HistGrid, *, title: str | None = None, value_title
         hovertemplate="step %{x}<br>value %{y:.3g}<br>count %{customdata:.0f}<extra></extra>",
     ))
     style(fig, title=title, y_title=value_title, height=height, unified_hover=False)
+    fig.update_yaxes(exponentformat="e")  # 2e-08, not Plotly's SI "20n" (nano)
     if grid.clipped > CLIPPED_NOTE:
         fig.update_layout(title_subtitle=dict(
             text=f"{grid.clipped:.1%} of the values lie beyond this range (a few extreme steps) and are "
@@ -46,7 +47,7 @@ def hist_at_step_figure(edges: np.ndarray, counts: np.ndarray, *, step: int, tit
     style(fig, title=title or f"Histogram at step {step}", x_title=value_title, y_title="count",
           log_y=log_counts, height=height, unified_hover=False)
     fig.update_layout(bargap=0)
-    fig.update_xaxes(showspikes=False)
+    fig.update_xaxes(showspikes=False, exponentformat="e")
     if log_counts:
         fig.update_yaxes(dtick=1)  # whole decades: counts are whole numbers
     return fig

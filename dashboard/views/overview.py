@@ -18,6 +18,9 @@ from ..ui.training import apply_actions
 HEALTHY = ("training loss falls fast at first and then more slowly, validation loss follows it without "
            "turning back up, accuracy rises, and the learning rate follows its schedule.")
 _DASHES = {"train": None, "val": "dash"}
+# The advice's smoothed loss: a neutral grey dark enough to stand out from the faint raw curve in
+# both themes (contrast above 4:1 on white and on the dark background).
+ADVICE_LINE = "#6b7280"
 
 
 def _split_curves(run, metric: str, color: str | None) -> list[Curve]:
@@ -32,13 +35,31 @@ def _split_curves(run, metric: str, color: str | None) -> list[Curve]:
     return out
 
 
-def _controls() -> tuple[bool, float]:
+def advice_curve(judged) -> Curve | None:
+    """The train loss as the advice reads it (the rules' rolling median), so a card quoting "the
+    smoothed loss climbed from A to B" points at a curve on the chart."""
+    view = judged.view if judged is not None else None
+    if view is None or view.smooth is None or view.smooth.empty:
+        return None
+    return Curve(f"median of {view.window} steps (read by the advice)", view.smooth, color=ADVICE_LINE,
+                 dash="dot", width=2.8, smooth=False)
+
+
+def _cites_loss(judged) -> bool:
+    return judged is not None and any(tags.TRAIN_LOSS in f.tags for f in judged.findings)
+
+
+def _controls(judged) -> tuple[bool, float, bool]:
     with st.container(horizontal=True, vertical_alignment="bottom"):
         log_y = st.toggle("Log-scale loss", value=True, key="ov_log", persist_state="session")
         smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="ov_smooth", persist_state="session",
                               width=260, help="Exponential moving average of the training curves, as in "
                                               "TensorBoard; the raw curve stays visible behind it.")
-    return log_y, smoothing
+        advice = st.toggle("Show the advice's smoothing", value=_cites_loss(judged), key="ov_advice_smooth",
+                           help="The rolling median of the train loss that the advice's loss checks read (robust "
+                                "to single bad batches); the numbers a card quotes about the smoothed loss are on "
+                                "this curve.")
+    return log_y, smoothing, advice
 
 
 def _body(h: RunHandle) -> None:
@@ -50,9 +71,13 @@ def _body(h: RunHandle) -> None:
     focus = focus_for("overview", h.path)
     shade = focus_banner(focus)
     left, right = st.columns([0.62, 0.38], gap="large")
+    judged, err = h.judgement()
     with left:
-        log_y, smoothing = _controls()
+        log_y, smoothing, show_advice = _controls(judged)
         loss = _split_curves(run, "loss", color)
+        extra = advice_curve(judged) if show_advice and loss else None
+        if extra is not None:
+            loss.append(extra)
         if loss:
             positive = all((c.series.dropna() > 0).all() for c in loss)
             fig = lines_figure(loss, title="Loss", y_title="loss", log_y=log_y and positive, smoothing=smoothing,
@@ -83,7 +108,7 @@ def _body(h: RunHandle) -> None:
             missing("learning-rate record", "Pass the optimizer to `probes.attach(model, optimizer)` to record it.")
     with right:
         st.markdown("#### Advice")
-        findings, err = h.findings()
+        findings = judged.findings if judged is not None else []
         advice_cards(findings, run_path=h.path, error=err, current_page="overview", actions=apply_actions(run))
 
 
