@@ -285,7 +285,7 @@ class WriterThread:
             self.writer.close(status)
         except Exception as e:
             warnings.warn(f"probes could not record the end of the run in {self.writer.run_dir} "
-                          f"(status {status!r}{': ' + error if error else ''}): {e!r}. Its run.json still "
+                          f"(status {status!r}{': ' + error if error else ''}): {e!r}. Its {schema.META_FILE} still "
                           f"says it is running; once this process ends, readers report it as killed.",
                           RuntimeWarning, stacklevel=3)
             if self.error is None:
