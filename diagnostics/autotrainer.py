@@ -39,7 +39,7 @@ import pandas as pd
 
 from runstore import tags as T
 
-from .view import RELU_TYPES, RunView
+from .view import RunView
 
 PROBLEMS = ("vanishing_gradient", "exploding_gradient", "dying_relu", "oscillating_loss", "slow_convergence")
 
@@ -49,7 +49,7 @@ PROBLEMS = ("vanishing_gradient", "exploding_gradient", "dying_relu", "oscillati
 MATCHES = {
     "vanishing_gradient": ("vanishing_gradients",),
     "exploding_gradient": ("exploding_gradients", "nan_loss", "lr_too_high"),
-    "dying_relu": ("dead_relu",),
+    "dying_relu": ("dead_relu", "no_gradient"),  # its test is the share of exactly-zero gradient entries
     "oscillating_loss": ("lr_too_high",),
     "slow_convergence": ("lr_too_low", "loss_plateau", "underfitting"),
 }
@@ -106,15 +106,16 @@ def _zero_grad_fraction(v: RunView, step: int) -> float | None:
         vals = [_nearest(v.run.series(T.grad(n, "frac_zero")), step) for n in direct]
         vals = [x for x in vals if x is not None]
         return float(np.mean(vals)) if vals else None
-    modules = (v.meta.get("model") or {}).get("modules") or []
+    model = v.layers.model
+    modules = [m for m in (v.meta.get("model") or {}).get("modules") or [] if isinstance(m, dict) and m.get("name")]
     if not modules:
         return None
     total = zero = 0.0
     d_in = 0.0
     pending = []  # param modules waiting for the dead fraction of the activation after them
     for m in modules:
-        name, mtype, size = m.get("name"), m.get("type"), m.get("params") or 0
-        if mtype in RELU_TYPES:
+        name, size = m["name"], m.get("params") or 0
+        if model.can_die(name):
             d = _nearest(v.run.series(T.act(name, "frac_dead")), step)
             d = 0.0 if d is None else d
             for psize, pin in pending:

@@ -1,4 +1,4 @@
-"""Command line: python -m diagnostics advise RUN_DIR [--json] [--fail-on warning|critical].
+"""Command line: python -m diagnostics advise RUN_DIR [--json] [--fail-on warning|critical] [--verdicts].
 
 Exit status: 0 when no finding reaches --fail-on, 1 when one does, 2 when the run cannot be read
 or the arguments are wrong. Colour only when stdout is a terminal and NO_COLOR is unset.
@@ -15,8 +15,9 @@ import textwrap
 
 from runstore import RunReadError
 
-from .engine import advise
-from .finding import SEVERITY_RANK, Finding
+from . import verdicts as V
+from .engine import Judgement, judge
+from .finding import SEVERITIES, SEVERITY_RANK, Finding
 from .loading import load_run
 from .thresholds import Thresholds
 
@@ -36,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a threshold (see diagnostics.Thresholds), e.g. --set dead_warn=0.5")
     a.add_argument("--no-color", action="store_true", help="never colour the table")
+    a.add_argument("--verdicts", action="store_true",
+                   help="also print the per-layer verdict tables the findings were drawn from")
     return p
 
 
@@ -67,7 +70,7 @@ def render_table(findings: list[Finding], run, *, color: bool, width: int | None
     if not findings:
         lines.append("No findings: nothing in this run trips a rule.")
         return "\n".join(lines) + "\n"
-    counts = {s: sum(f.severity == s for f in findings) for s in ("critical", "warning", "info")}
+    counts = {s: sum(f.severity == s for f in findings) for s in reversed(SEVERITIES)}
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
     rows = [("SEVERITY", "RULE", "STEPS", "LAYERS", "TITLE")]
     rows += [(f.severity.upper(), f.rule, _steps(f), _layers(f), f.title) for f in findings]
@@ -95,6 +98,25 @@ def render_table(findings: list[Finding], run, *, color: bool, width: int | None
     return "\n".join(lines) + "\n"
 
 
+def render_verdicts(judgement: Judgement) -> str:
+    """The per-layer verdict tables (diagnostics.verdicts): what the dashboard pages show."""
+    from .view import fmt
+
+    lines = []
+    for q in V.QUANTITIES:
+        rows = judgement.layer_verdicts(q)
+        if not rows:
+            continue
+        stats = list(dict.fromkeys(r.statistic for r in rows if r.verdict != V.NO_GRADIENT))
+        lines += ["", f"Verdicts on {q}" + (f" ({'; '.join(stats)})" if stats else "") + ":"]
+        width = max(len(r.name) for r in rows)
+        for r in rows:
+            since = f"  since step {r.since}" if r.since is not None else ""
+            lines.append(f"    {r.name.ljust(width)}  {fmt(r.value):>9}  steps {r.steps[0]}-{r.steps[1]}  "
+                         f"{r.verdict}{since}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
 def _overrides(pairs: list[str]) -> dict:
     out = {}
     for item in pairs:
@@ -118,13 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     except RunReadError as e:
         print(f"error: cannot read {args.run_dir}: {e}", file=sys.stderr)
         return EXIT_UNREADABLE
-    findings = advise(run, config)
+    judgement = judge(run, config)
+    findings = judgement.findings
     for w in run.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if args.json:
         print(json.dumps([f.to_dict() for f in findings], indent=2))
     else:
         sys.stdout.write(render_table(findings, run, color=_use_color(sys.stdout, args.no_color)))
+        if args.verdicts:
+            sys.stdout.write(render_verdicts(judgement))
     if args.fail_on and any(f.rank >= SEVERITY_RANK[args.fail_on] for f in findings):
         return EXIT_FINDINGS
     return EXIT_OK

@@ -11,6 +11,32 @@ SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 # Dashboard pages a finding can point at (Finding.chart).
 CHARTS = ("overview", "activations", "gradients", "updates", "predictions")
 
+# How Finding.evidence is laid out, so every number a card quotes can be found there with its step
+# (tests/test_findings_evidence.py checks this on every sample run):
+# - a measured value `k` has its step in `k_step` (one step) or `k_steps` ([first, last]: the span an
+#   average, a median or a count covers); keys ending in `_step` are steps themselves;
+# - thresholds keep the names of diagnostics.Thresholds fields; limits computed from them end in
+#   `_limit`;
+# - per-layer values are the rows of diagnostics.verdicts in `verdicts` (LayerVerdict fields, steps
+#   as a list): the same rows the pages show;
+# - the keys below describe the run or the advice itself, not a measurement at a step.
+CONSTANT_EVIDENCE = frozenset({
+    "lr",                  # the configured learning rate
+    "label_smoothing",     # the configured label smoothing
+    "n_classes",           # classes of the task
+    "reference_loss",      # ln(C), or the initial loss when C is unknown: what "no progress" means
+    "expected_loss",       # ln(C) for bad_init_loss
+    "loss_floor",          # lowest reachable loss (label smoothing), 0 without
+    "uniform",             # 1 / C: the confidence of a uniform guess
+    "label_smoothing_cap",  # top probability label smoothing trains towards
+    "smooth_window",       # steps of the rolling median the rules read the train loss through (RunView.window)
+    "saturation_band",     # what the probes count as saturated: within this fraction of a bound
+    "lr_factor",           # the factor the fix applies to the learning rate
+    "lr_divisor",          # ... said as a divisor
+    "layers_judged",       # rows in the verdict table the finding read
+    "total_steps",         # planned steps of a live run
+})
+
 
 @dataclass(frozen=True)
 class Finding:

@@ -16,11 +16,14 @@ from .finding import SEVERITIES, Finding
 # cause -> consequences it commonly produces (only applied when both are found in one run).
 CAUSES: dict[str, tuple[str, ...]] = {
     "lr_too_high": ("nan_loss", "exploding_gradients", "dead_relu", "saturation", "loss_plateau", "underfitting",
-                    "low_confidence", "overconfidence", "vanishing_gradients"),
+                    "low_confidence", "overconfidence", "vanishing_gradients", "no_gradient"),
     "bad_init_loss": ("exploding_gradients", "saturation", "vanishing_gradients", "dead_relu", "nan_loss",
-                      "overconfidence", "loss_plateau", "underfitting"),
+                      "overconfidence", "loss_plateau", "underfitting", "no_gradient"),
     "exploding_gradients": ("nan_loss",),
-    "dead_relu": ("vanishing_gradients", "loss_plateau", "underfitting", "low_confidence", "lr_too_low"),
+    "dead_relu": ("no_gradient", "vanishing_gradients", "loss_plateau", "underfitting", "low_confidence",
+                  "lr_too_low"),
+    # Exactly zero gradients: dead units or an all-zero init upstream; nothing learns after them.
+    "no_gradient": ("loss_plateau", "underfitting", "low_confidence", "lr_too_low"),
     "saturation": ("vanishing_gradients", "loss_plateau", "underfitting", "low_confidence", "lr_too_low"),
     "vanishing_gradients": ("loss_plateau", "underfitting", "low_confidence", "lr_too_low"),
     "lr_too_low": ("loss_plateau", "underfitting", "low_confidence"),
@@ -30,7 +33,8 @@ CAUSES: dict[str, tuple[str, ...]] = {
 }
 
 # Tie-break among unrelated findings of equal severity: more specific, more actionable first.
-PRIORITY = ("lr_too_high", "bad_init_loss", "exploding_gradients", "dead_relu", "saturation", "vanishing_gradients",
+PRIORITY = ("lr_too_high", "bad_init_loss", "exploding_gradients", "dead_relu", "saturation", "no_gradient",
+            "vanishing_gradients",
             "lr_too_low", "overfitting", "underfitting", "loss_plateau", "overconfidence", "low_confidence",
             "nan_loss")
 

@@ -23,6 +23,14 @@ class Thresholds:
     # (a rolling median, so single outlier batches do not move it).
     smooth_frac: float = 0.02
     smooth_min: int = 5
+    # A live run (status "running") gets the verdicts about how a run ends (underfitting,
+    # overfitting, a final plateau, low confidence, a too-low learning rate) only once this fraction
+    # of its planned steps (run.json total_steps) has passed; without a plan, only when it ends.
+    # Calibrated by cutting the 67 finished runs with a plan (samples and fault-injection suite) at
+    # each tenth and judging them as if ended: from 0.5 on none of the 20 healthy ones gets a
+    # warning (at 0.4 two did: a GRU that learns late, an MLP whose validation loss wobbled), and
+    # 77 of the 85 end-of-run warnings of the finished runs are already there.
+    live_min_progress: float = 0.5
     # The initial loss is the first recorded train loss: the only one computed before any update
     # has acted (CS231n, "Neural Networks 3": look for the correct loss at chance performance).
     # Raising this takes the median of the first few, which later updates can already distort.
@@ -35,16 +43,24 @@ class Thresholds:
     # The project's tuning notes (source notes 002): an update should be "about 1% of the
     # parameter, not 50% or 0.001%". Shown as a guide only.
     update_ratio_guide_notes: float = 1e-2
-    # The band the rules act on, compared with the largest updates of the first half of the run
-    # (90th percentile, so decaying schedules do not count). Above the high end updates rewrite
-    # the weights (10x the notes' 1%, 100x CS231n's 1e-3); below the low end (a third of CS231n's
-    # 1e-3) they barely move. Calibrated: healthy runs measured 0.01-0.05 (docs/diagnostics.md).
+    # The band the rules act on, compared per layer weight with its large updates (verdicts.
+    # update_statistic: 90th percentile over the first half of the run, or over the whole run if
+    # that is larger). Above the high end updates rewrite the weights (10x the notes' 1%, 100x
+    # CS231n's 1e-3); below the low end (a third of CS231n's 1e-3) they barely move. No layer of a
+    # healthy run (samples; fault-injection suite, seeds 0-2) is outside the band: 7.3e-4
+    # (optimizer_sgd, plain SGD that is merely slow) to 0.089 (docs/diagnostics.md).
     update_ratio_high: float = 0.1
     update_ratio_low: float = 3e-4
-    # Between this and update_ratio_high a layer's updates are "large": 3x the notes' 1%, above
-    # what healthy runs of the sample set measured (at most 0.01-0.03 at this statistic), but not
-    # by themselves a fault. Shown on the Updates page; the rules act on the band above.
-    update_ratio_large: float = 0.03
+    # Between this and update_ratio_high a layer's updates are "large": fine while the loss falls,
+    # the first thing to lower when it climbs. lr_too_high needs most layer weights at "large" or
+    # above: a loss that climbs while the updates are ordinary has another cause. Calibrated on the
+    # typical layer (median over layer weights): the runs whose too-high learning rate made the
+    # loss climb, spike or turn NaN read 0.067 (sample lr_too_high) and up (0.109 and up in the
+    # fault-injection suite, seeds 0-2); lstm_exploding, whose loss jumps from one gradient spike
+    # that clipping removes at the same learning rate, reads 0.029; 0.04 sits between them with a
+    # margin of 1.4x on either side. Healthy runs read up to 0.069 (batch norm, RMSprop): "large"
+    # alone is no fault.
+    update_ratio_large: float = 0.04
 
     # -- lr_too_high ---------------------------------------------------------------------------
     # Divergence: the smoothed loss climbs to diverge_factor x its running minimum and by at
@@ -122,6 +138,15 @@ class Thresholds:
     fits_well: float = 0.1
 
     # -- gradients -----------------------------------------------------------------------------
+    # No gradient: a layer weight whose mean |gradient| is exactly zero on at least this many
+    # recorded steps in a row, through the last one (dead units feeding it, an all-zero init). One
+    # zero sample can be a batch in which every unit happened to be off; three in a row at the
+    # probes' cadence span 10-150 optimizer steps of a network that no longer learns there.
+    no_gradient_min_samples: int = 3
+    # ... and it starts where, from then on, this share of the recorded gradients is zero: a dead
+    # layer comes alive for a batch now and then when one unit happens to fire (dying_relu: 2 of 15
+    # samples after step 127 carry a gradient 1e-5 of the layer's earlier size, then zero again).
+    no_gradient_share: float = 0.75
     # Vanishing: a weight layer whose mean |gradient| is below vanish_ratio x that of the layer
     # with the largest one (median over the run). AUTOTRAINER uses first/last gradient-norm ratio
     # < 1e-3; per-element means make layers of different sizes comparable (calibrated).

@@ -67,6 +67,29 @@ def _span(s: pd.Series) -> tuple[int, int]:
     return int(s.index[0]), int(s.index[-1])
 
 
+def flagged(verdicts: list[LayerVerdict], words=None) -> list[LayerVerdict]:
+    """The rows a rule reports: those with one of `words` (default: any flagged row)."""
+    if words is None:
+        return [x for x in verdicts if x.flagged]
+    return [x for x in verdicts if x.verdict in words]
+
+
+def majority(verdicts: list[LayerVerdict], words) -> bool:
+    """Whether more than half of the judged layers read one of `words`."""
+    return bool(verdicts) and 2 * len(flagged(verdicts, words)) > len(verdicts)
+
+
+def as_evidence(verdicts: list[LayerVerdict]) -> list[dict]:
+    """The rows as plain dicts (steps as a list), for Finding.evidence["verdicts"]: a finding
+    carries the very rows the pages show, so both read the same numbers."""
+    out = []
+    for x in verdicts:
+        d = asdict(x)
+        d["steps"] = list(x.steps)
+        out.append(d)
+    return out
+
+
 # -- update-to-weight ratio ---------------------------------------------------------------------
 def first_half(s: pd.Series) -> pd.Series:
     """The first half of a layer's record (at least one value): the large early updates, before a
@@ -74,26 +97,37 @@ def first_half(s: pd.Series) -> pd.Series:
     return s.iloc[: max(1, (len(s) + 1) // 2)]
 
 
+UPDATE_STATISTIC = "90th percentile over the first half of the run, or over the whole run if that is larger"
+
+
+def update_statistic(s: pd.Series) -> tuple[float, pd.Series]:
+    """(value, the steps it covers) of one layer's update ratios: the 90th percentile over the first
+    half of the record, where a decaying schedule has not yet shrunk the updates, or over the whole
+    record when that is larger, as when the updates grow into a blow-up late in the run (a run that
+    diverges at step 120 of 135 has normal updates in its first half)."""
+    half = first_half(s)
+    q_half, q_all = float(half.quantile(0.9)), float(s.quantile(0.9))
+    return (q_all, s) if q_all > q_half else (q_half, half)
+
+
 def update_verdicts(v) -> list[LayerVerdict]:
-    """Each layer weight's update ratio: 90th percentile over the first half of its record."""
+    """Each layer weight's update-to-weight ratio (update_statistic) against the thresholds."""
     th, out = v.th, []
     for p in v.layers.update_weights:
         s = v.run.series(T.update_ratio(p))
         s = s[np.isfinite(s.to_numpy(dtype=float))]
         if s.empty:
             continue
-        half = first_half(s)
-        value = float(half.quantile(0.9))
+        value, part = update_statistic(s)
         if value > th.update_ratio_high:
-            verdict, severity, since = TOO_LARGE, "warning", _first_at(half, half > th.update_ratio_high)
+            verdict, severity, since = TOO_LARGE, "warning", _first_at(part, part > th.update_ratio_high)
         elif value > th.update_ratio_large:
-            verdict, severity, since = LARGE, None, _first_at(half, half > th.update_ratio_large)
+            verdict, severity, since = LARGE, None, _first_at(part, part > th.update_ratio_large)
         elif value < th.update_ratio_low:
-            verdict, severity, since = TOO_SMALL, "warning", int(half.index[0])
+            verdict, severity, since = TOO_SMALL, "warning", int(part.index[0])
         else:
             verdict, severity, since = IN_RANGE, None, None
-        out.append(LayerVerdict(p, UPDATES, value, "90th percentile over the first half of the run", _span(half),
-                                verdict, severity, since))
+        out.append(LayerVerdict(p, UPDATES, value, UPDATE_STATISTIC, _span(part), verdict, severity, since))
     return out
 
 
@@ -149,11 +183,39 @@ def relative_to_max(a: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rel, index=a.index[ok], columns=a.columns)
 
 
+# A mean |gradient| below float32's smallest normal number is zero: what is left is denormal dust
+# from multiplying zeros (1e-44 on dying_relu's dead layers), not a gradient that can move a weight.
+ZERO_GRADIENT = float(np.finfo(np.float32).tiny)
+RELATIVE_STATISTIC = "median over the run of mean |grad| / the strongest layer's (steps with a nonzero gradient)"
+
+
+def zero_stretch(s: pd.Series, min_samples: int, share: float) -> tuple[pd.Series, int] | None:
+    """(the final stretch, its zero count) of a gradient series that ends in at least `min_samples`
+    exact zeros: the stretch starts at the earliest zero from which on at least `share` of the
+    recorded values are zero. None when the series does not end that way."""
+    vals = np.abs(s.to_numpy(dtype=float))
+    zero = vals < ZERO_GRADIENT
+    nonzero = np.flatnonzero(~zero)
+    trailing = len(vals) - (int(nonzero[-1]) + 1 if len(nonzero) else 0)
+    if trailing < min_samples:
+        return None
+    zeros_from = np.cumsum(zero[::-1])[::-1]          # zeros from i to the end
+    count_from = np.arange(len(vals), 0, -1)           # values from i to the end
+    ok = np.flatnonzero(zero & (zeros_from >= share * count_from))
+    start = int(ok[0])
+    return s.iloc[start:], int(zeros_from[start])
+
+
 def gradient_verdicts(v) -> list[LayerVerdict]:
-    """Each layer weight's mean |gradient| relative to the strongest layer's (median over the run).
-    A layer whose gradient is exactly zero on most recorded steps gets NO_GRADIENT, not VANISHING:
-    nothing flows at all (dead units feeding it, a frozen or unused parameter), which a different
-    fix addresses than a gradient that shrinks through depth."""
+    """Each layer weight's mean |gradient| relative to the strongest layer's, median over the steps
+    where it got a nonzero gradient.
+
+    A layer whose gradient is exactly zero on its last no_gradient_min_samples recorded steps (or
+    more) gets NO_GRADIENT, from the step after which no_gradient_share of its recorded gradients
+    are zero; not VANISHING: nothing flows at all (dead units feeding it, an all-zero init, a
+    parameter the loss does not depend on), which a different fix addresses than a gradient that
+    shrinks through depth. Zero steps never enter the relative statistic, so a verdict never reads
+    "0 of the strongest"."""
     th, a = v.th, v.grad_abs_mean
     if a.empty:
         return []
@@ -161,29 +223,30 @@ def gradient_verdicts(v) -> list[LayerVerdict]:
     out = []
     for p in a.columns:
         s = a[p].dropna()
+        s = s[np.isfinite(s.to_numpy(dtype=float))]
         if s.empty:
             continue
-        zero = s.to_numpy(dtype=float) == 0
-        if zero.mean() >= 0.5:
-            since = _first_at(s, zero)
-            # From the first zero step on, the gradient stayed exactly zero (or the run ended).
-            out.append(LayerVerdict(p, GRADIENT_FLOW, 0.0, "share of recorded steps with exactly zero gradient "
-                                    f"{zero.mean():.0%}", _span(s), NO_GRADIENT, "critical" if zero.all() else "warning",
-                                    since))
+        found = zero_stretch(s, th.no_gradient_min_samples, th.no_gradient_share)
+        if found is not None:
+            zeros, k = found
+            stat = (f"mean |grad| exactly 0 on {k} of the {len(zeros)} recorded steps from step {int(zeros.index[0])} "
+                    f"on, the last {th.no_gradient_min_samples} or more included")
+            out.append(LayerVerdict(p, GRADIENT_FLOW, 0.0, stat, _span(zeros), NO_GRADIENT, "critical",
+                                    int(zeros.index[0])))
             continue
         if rel is None or p not in rel:
             continue
-        r = rel[p].dropna()
+        nonzero = s[np.abs(s.to_numpy(dtype=float)) >= ZERO_GRADIENT]
+        r = rel[p].reindex(nonzero.index).dropna()
         if r.empty:
             continue
         value = float(r.median())
         if value < th.vanish_ratio:
             severity = "critical" if value < th.vanish_ratio ** 2 else "warning"
-            out.append(LayerVerdict(p, GRADIENT_FLOW, value, "median over the run of mean |grad| / the strongest "
-                                    "layer's", _span(r), VANISHING, severity, _first_at(r, r < th.vanish_ratio)))
+            out.append(LayerVerdict(p, GRADIENT_FLOW, value, RELATIVE_STATISTIC, _span(r), VANISHING, severity,
+                                    _first_at(r, r < th.vanish_ratio)))
         else:
-            out.append(LayerVerdict(p, GRADIENT_FLOW, value, "median over the run of mean |grad| / the strongest "
-                                    "layer's", _span(r), FLOWING))
+            out.append(LayerVerdict(p, GRADIENT_FLOW, value, RELATIVE_STATISTIC, _span(r), FLOWING))
     return out
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from runstore import tags as T
-from runstore.layers import RELU_TYPES, RunLayers
+from runstore import schema
+from runstore.layers import RunLayers
 
 from . import verdicts as V
 from .thresholds import Thresholds
@@ -54,6 +55,41 @@ class RunView:
 
     def hparam(self, key: str, default=None):
         return self.hparams.get(key, default)
+
+    # -- live runs -----------------------------------------------------------------------------
+    @cached_property
+    def live(self) -> bool:
+        """Whether the run is still being written (runstore's effective status "running")."""
+        return getattr(self.run, "status", None) == schema.RUNNING
+
+    @cached_property
+    def total_steps(self) -> int | None:
+        """The planned number of optimizer steps, when run.json states it (the playground does)."""
+        v = self.meta.get("total_steps")
+        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+
+    @cached_property
+    def last_step(self) -> int:
+        """The last step recorded so far (the train loss's, else the run's heartbeat)."""
+        s = self.loss
+        return int(s.index[-1]) if len(s) else int(getattr(self.run, "last_step", -1))
+
+    @cached_property
+    def progress(self) -> float | None:
+        """Fraction of the planned steps recorded so far (None when the plan is unknown)."""
+        if self.total_steps is None:
+            return None
+        return min(1.0, max(0, self.last_step) / self.total_steps)
+
+    @cached_property
+    def judges_end(self) -> bool:
+        """Whether "by the end of the run" verdicts (rules.loss.END_OF_RUN_RULES: underfitting,
+        overfitting, a final plateau, low confidence, too little progress) may be given: always for
+        an ended run; for a live one once live_min_progress of its planned steps have passed, and
+        not before it ends when the plan is unknown."""
+        if not self.live:
+            return True
+        return self.progress is not None and self.progress >= self.th.live_min_progress
 
     @cached_property
     def n_classes(self) -> int | None:
@@ -207,9 +243,9 @@ class RunView:
             return fmt(level)
         what = f"ln(C) = {fmt(self.reference_loss)}" if self.chance_loss else f"the initial loss {fmt(self.reference_loss)}"
         if self.loss_floor > 0:
-            return (f"{rel:.2f} of the way from the lowest reachable loss {fmt(self.loss_floor)} (label smoothing) "
-                    f"to {what}")
-        return f"{rel:.2f}x {what}"
+            return (f"{fmt(rel, 2)} of the way from the lowest reachable loss {fmt(self.loss_floor)} (label "
+                    f"smoothing) to {what}")
+        return f"{fmt(rel, 2)}x {what}"
 
     def tail(self, s: pd.Series, frac: float | None = None) -> pd.Series:
         """The trailing `frac` of a series (at least one value)."""
@@ -251,8 +287,8 @@ class RunView:
 
     @cached_property
     def weight_params(self) -> list[str]:
-        """Layer weights that have gradient statistics, in model order."""
-        return [p for p in self.names("grad", "abs_mean", param=True) if self.is_layer_weight(p)]
+        """Layer weights that have gradient statistics, in network order (runstore.layers)."""
+        return self.layers.weight_layers
 
     def frame(self, tag_of, names: list[str]) -> pd.DataFrame:
         """Columns = names, index = step, values of tag_of(name) (outer-joined on steps)."""
@@ -262,23 +298,6 @@ class RunView:
             return pd.DataFrame()
         df = pd.concat(cols, axis=1)
         return df.sort_index()
-
-    @cached_property
-    def update_ratios(self) -> pd.DataFrame:
-        names = [p for p in T.names(self.scalar_tags, "update_ratio") if self.is_layer_weight(p)]
-        return self.frame(T.update_ratio, self.ordered(names, param=True))
-
-    @cached_property
-    def update_ratio_median(self) -> pd.Series:
-        """Per recorded step, the median update ratio over layer weights (finite values only)."""
-        df = self.update_ratios
-        if df.empty:
-            return pd.Series(dtype=float)
-        vals = df.to_numpy(dtype=float, copy=True)
-        vals[~np.isfinite(vals)] = np.nan
-        ok = ~np.all(np.isnan(vals), axis=1)
-        med = np.nanmedian(vals[ok], axis=1) if ok.any() else np.array([])
-        return pd.Series(med, index=df.index[ok]).dropna()
 
     @cached_property
     def grad_abs_mean(self) -> pd.DataFrame:
@@ -309,8 +328,10 @@ def pct(x: float) -> str:
 
 
 def layer_list(names, limit: int = 4) -> str:
-    """'a, b, c and 2 more'."""
+    """'a', 'a and b', 'a, b and c', 'a, b, c, d and 2 more'."""
     names = list(names)
-    if len(names) <= limit:
-        return ", ".join(names)
-    return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+    if len(names) > limit:
+        return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]

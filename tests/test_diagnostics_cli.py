@@ -136,3 +136,13 @@ def test_colour_on_a_terminal_unless_no_color(runs):
     assert "\033[1;31m" in coloured and "lr_too_high" in coloured
     plain = _run_in_terminal(["advise", runs["diverged"]], {**env, "NO_COLOR": "1"})
     assert "\033[" not in plain and "lr_too_high" in plain
+
+
+def test_verdicts_option_prints_the_tables_the_findings_read(runs):
+    out = cli("advise", runs["diverged"], "--verdicts")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout.split("Verdicts on update_ratio", 1)[1]
+    # The three layer weights read "too large" (0.4 per step), the ones lr_too_high names.
+    rows = [l.split() for l in text.splitlines() if l.startswith("    net.")][:3]
+    assert [(r[0], r[1], " ".join(r[4:6])) for r in rows] == [(f"net.{i}.weight", "0.4", "too large") for i in (0, 2, 4)]
+    assert "Verdicts on" not in cli("advise", runs["diverged"]).stdout

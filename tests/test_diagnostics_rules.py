@@ -80,8 +80,37 @@ def test_lr_too_low_from_tiny_updates(tmp_path):
     findings = advise_spec(tmp_path, spec)
     f = by_rule(findings, "lr_too_low")
     assert f.severity == "warning" and f.fix == {"lr": 0.5}  # 0.05 x 10
-    assert f.evidence["update_ratio_p90_first_half"] == pytest.approx(1e-5)
+    assert f.evidence["typical_update"] == pytest.approx(1e-5)
+    # The card's layers are the Updates table's "too small" rows, and it carries those rows.
+    assert f.layers == ("net.0.weight", "net.2.weight", "net.4.weight") and f.chart == "updates"
+    assert {r["verdict"] for r in f.evidence["verdicts"]} == {"too small"}
     assert findings[0].rule == "lr_too_low"  # the plateau/underfitting it causes come after
+
+
+def test_lr_too_low_leaves_out_layers_without_any_gradient(tmp_path):
+    """Zero gradients make zero updates whatever the step size: no_gradient, not lr_too_low."""
+    spec = healthy()
+    spec["loss"] = np.full(spec["n"], 2.3) + 0.01 * np.sin(np.arange(spec["n"]))
+    for p in spec["grad"]:
+        spec["grad"][p]["abs_mean"] = np.zeros_like(spec["grad"][p]["abs_mean"])
+        spec["update"][p] = np.zeros_like(spec["update"][p])
+    rules = alarms(advise_spec(tmp_path, spec))
+    assert "no_gradient" in rules and "lr_too_low" not in rules and "vanishing_gradients" not in rules
+
+
+def test_a_climbing_loss_under_ordinary_updates_is_not_blamed_on_the_learning_rate(tmp_path):
+    """lr_too_high needs most layer weights at "large" or above on the Updates table: the same
+    climb with in-range updates (one gradient spike, as in lstm_exploding) is left to the others."""
+    spec = healthy()
+    loss = spec["loss"].copy()
+    loss[300:] = loss[300] * np.linspace(1, 6, spec["n"] - 300)
+    spec["loss"] = loss
+    assert "lr_too_high" not in alarms(advise_spec(tmp_path, spec, name="ordinary"))
+    for p in spec["update"]:
+        spec["update"][p] = np.full_like(spec["update"][p], 0.06)  # "large"
+    f = by_rule(advise_spec(tmp_path, spec, name="large"), "lr_too_high")
+    assert set(f.layers) == {"net.0.weight", "net.2.weight", "net.4.weight"}
+    assert "read large or too large on the Updates page" in f.message
 
 
 def test_loss_plateau_without_layer_statistics(tmp_path):
@@ -162,6 +191,22 @@ def test_saturation(tmp_path):
     spec["hparams"].update(activation="tanh", init="large_normal")
     f = by_rule(advise_spec(tmp_path, spec), "saturation")
     assert f.layers == ("net.1",) and f.fix == {"init": "xavier_uniform", "batch_norm": True}
+
+
+def test_exactly_zero_gradients_are_no_gradient_not_vanishing(tmp_path):
+    """A layer whose gradient is exactly zero from some step to the end: its own verdict and card,
+    from the step it stopped; the other layers' relative gradient is read without those zeros."""
+    spec = healthy()
+    m = len(layer_steps(spec["n"], spec["every"]))
+    g = spec["grad"]["net.0.weight"]["abs_mean"]
+    g[m // 2:] = 0.0
+    g[m // 2 + 3] = 1e-44  # denormal dust counts as zero
+    f = by_rule(advise_spec(tmp_path, spec), "no_gradient")
+    since = int(layer_steps(spec["n"], spec["every"])[m // 2])
+    assert f.layers == ("net.0.weight",) and f.severity == "critical" and f.chart == "gradients"
+    assert f"net.0.weight from step {since} on" in f.message
+    assert f.evidence["verdicts"][0]["since"] == since and f.evidence["verdicts"][0]["verdict"] == "no gradient"
+    assert "vanishing_gradients" not in alarms(advise_spec(tmp_path, spec, name="again"))
 
 
 def test_vanishing_gradients_names_the_starved_layer(tmp_path):
@@ -294,3 +339,38 @@ def test_rules_never_fail_on_the_pathologies(tmp_path):
     spec["update"]["net.0.weight"][:] = np.nan
     findings = advise_spec(tmp_path, spec)
     assert "rule_failed" not in [f.rule for f in findings]
+
+
+def test_live_runs_hold_back_end_of_run_verdicts_until_enough_has_passed(tmp_path):
+    """A running run (writer open) is judged on what it has: blow-ups are reported at once, but
+    verdicts about how the run ends wait for live_min_progress of the planned steps."""
+    from dashboard.synthetic import SyntheticSpec, write_synthetic_run
+    from diagnostics.rules.loss import END_OF_RUN_RULES
+
+    path = tmp_path / "live"
+    writer = write_synthetic_run(path, SyntheticSpec(steps=600, fault="lr_high", status=None))
+    try:
+        def judged():
+            run = diagnostics.load_run(path)
+            assert run.status == "running"
+            return {f.rule: f for f in diagnostics.advise(run)}
+
+        # No plan in run.json: the end cannot be judged while it runs.
+        found = judged()
+        assert "lr_too_high" in found and not set(found) & set(END_OF_RUN_RULES)
+        assert "does not say how many steps" in found["live_run"].message
+        # 599 of 2400 planned steps (25%): still held back, and the card says from when.
+        writer.update_meta(total_steps=2400)
+        found = judged()
+        assert not set(found) & set(END_OF_RUN_RULES)
+        live = found["live_run"]
+        assert live.severity == "info" and live.evidence["judged_from_step"] == 1200
+        assert "step 599 of 2400 (25%)" in live.message
+        # All planned steps recorded (the run is finishing): judged like an ended run.
+        writer.update_meta(total_steps=600)
+        found = judged()
+        assert "live_run" not in found and "underfitting" in found
+    finally:
+        writer.close("finished")
+    ended = {f.rule for f in diagnostics.advise(diagnostics.load_run(path))}
+    assert "underfitting" in ended and "live_run" not in ended

@@ -125,8 +125,9 @@ CASES = [
     Case("underfit_mlp_dropout", "mlp", ("underfitting",), pg=dict(workload="digits", width=32, dropout=0.9,
                                                                    epochs=8)),
     # -- dead_relu -------------------------------------------------------------------------------
-    Case("dead_relu_negative_bias", "mlp", ("dead_relu", "loss_plateau"), custom="dead_bias"),
-    Case("dead_relu_cnn_negative_bias", "cnn", ("dead_relu", "loss_plateau"), custom="dead_bias_cnn"),
+    # Units that never fire pass no gradient: the layers around them get exactly zero (no_gradient).
+    Case("dead_relu_negative_bias", "mlp", ("dead_relu", "no_gradient", "loss_plateau"), custom="dead_bias"),
+    Case("dead_relu_cnn_negative_bias", "cnn", ("dead_relu", "no_gradient", "loss_plateau"), custom="dead_bias_cnn"),
     # -- saturation ------------------------------------------------------------------------------
     Case("saturation_tanh_large_init", "mlp", ("bad_init_loss", "saturation", "overconfidence"),
          pg=dict(workload="digits", activation="tanh", init="large_normal", epochs=4)),
@@ -143,7 +144,9 @@ CASES = [
     Case("vanishing_tanh_small_init", "mlp", ("vanishing_gradients", "loss_plateau"),
          pg=dict(workload="digits", activation="tanh", depth=8, init="small_normal", optimizer="sgd", lr=0.05,
                  epochs=4)),
-    Case("vanishing_zero_init", "mlp", ("dead_relu", "vanishing_gradients", "loss_plateau"),
+    # An all-zero init gives exactly zero gradients: no_gradient, not vanishing_gradients (zero is
+    # not a gradient that shrinks through depth).
+    Case("no_gradient_zero_init", "mlp", ("dead_relu", "no_gradient", "loss_plateau"),
          pg=dict(workload="digits", init="zeros", epochs=4)),
     Case("vanishing_sigmoid_spirals", "mlp", ("vanishing_gradients", "loss_plateau"),
          pg=dict(workload="spirals", activation="sigmoid", depth=8, optimizer="momentum", lr=0.01, epochs=6)),
@@ -165,7 +168,7 @@ CASES = [
     Case("low_conf_cnn_smoothing", "cnn", ("low_confidence",), pg=dict(workload="digits", model="cnn", width=8,
                                                                        label_smoothing=0.7, lr=3e-3, epochs=8)),
     # -- loss_plateau ----------------------------------------------------------------------------
-    Case("plateau_zero_init_spirals", "mlp", ("dead_relu", "vanishing_gradients", "loss_plateau"),
+    Case("plateau_zero_init_spirals", "mlp", ("dead_relu", "no_gradient", "loss_plateau"),
          pg=dict(workload="spirals", init="zeros", epochs=8)),
     # -- TensorBoard logs only (loss, accuracy, lr; no layer statistics): the loss-curve rules ---
     Case("tb_healthy_adam", "mlp", custom="tb:healthy"),
@@ -387,8 +390,8 @@ def train_all(cases=CASES, workers: int = 2, root: str | None = None, seed: int 
 
 
 RULES_SCORED = ("lr_too_high", "lr_too_low", "bad_init_loss", "overfitting", "underfitting", "dead_relu",
-                "saturation", "vanishing_gradients", "exploding_gradients", "overconfidence", "low_confidence",
-                "loss_plateau", "nan_loss")
+                "saturation", "no_gradient", "vanishing_gradients", "exploding_gradients", "overconfidence",
+                "low_confidence", "loss_plateau", "nan_loss")
 
 
 def score(outcomes: list[Outcome]) -> dict:

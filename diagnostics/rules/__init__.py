@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from .activations import dead_relu, saturation
 from .generalization import overfitting, underfitting
-from .gradients import exploding_gradients, vanishing_gradients
+from .gradients import exploding_gradients, no_gradient, vanishing_gradients
 from .learning_rate import lr_too_high, lr_too_low
-from .loss import bad_init_loss, loss_plateau, nan_loss, short_run
+from .loss import bad_init_loss, live_run, loss_plateau, nan_loss, short_run
 from .predictions import low_confidence, overconfidence
 
 # Order here is only the order of evaluation; advise() ranks the results.
 RULES = (
-    short_run, nan_loss, lr_too_high, lr_too_low, loss_plateau, bad_init_loss,
-    overfitting, underfitting, dead_relu, saturation, vanishing_gradients, exploding_gradients,
+    short_run, live_run, nan_loss, lr_too_high, lr_too_low, loss_plateau, bad_init_loss,
+    overfitting, underfitting, dead_relu, saturation, no_gradient, vanishing_gradients, exploding_gradients,
     overconfidence, low_confidence,
 )
 

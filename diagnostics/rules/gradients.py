@@ -1,60 +1,99 @@
-"""Gradient rules: vanishing_gradients (some layers get orders of magnitude less gradient than the
-others) and exploding_gradients (gradient norms grow by orders of magnitude, or turn NaN/Inf)."""
+"""Gradient rules: no_gradient (layer weights whose gradient is exactly zero from some step on),
+vanishing_gradients (layers that get orders of magnitude less gradient than the strongest one) and
+exploding_gradients (gradient norms that grow by orders of magnitude, jump, or turn NaN/Inf).
+
+The first two report the rows of the Gradients page's table (diagnostics.verdicts.GRADIENT_FLOW):
+zero is not vanishing, and each has its own verdict word, finding and fix.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from runstore import tags as T
 
+from .. import verdicts as V
 from ..finding import Finding
 from ..view import RunView, fmt, layer_list
 from . import fixes
 
+GRAD_NORM_TAG = "train/grad_norm"  # total gradient norm per step, when the loop records it (the playground does)
 
-def _relative_to_max(a: pd.DataFrame) -> pd.DataFrame:
-    """Each layer's mean |grad| divided by the largest layer's at the same step (0 when no layer
-    got any gradient)."""
-    vals = a.to_numpy(dtype=float, copy=True)
-    vals[~np.isfinite(vals)] = np.nan
-    with np.errstate(all="ignore"):
-        mx = np.nanmax(np.where(np.isnan(vals), -np.inf, vals), axis=1)
-    ok = np.isfinite(mx) & (mx >= 0)
-    with np.errstate(all="ignore"):
-        # A step where no layer weight got any gradient at all counts as fully vanished (zero init).
-        rel = np.where(mx[ok, None] > 0, vals[ok] / mx[ok, None], 0.0)
-    return pd.DataFrame(rel, index=a.index[ok], columns=a.columns)
+
+def _zero_counts(v: RunView, rows: list[V.LayerVerdict]) -> dict[str, tuple[int, int]]:
+    """{layer: (zero values, recorded values)} over each NO_GRADIENT row's steps."""
+    out = {}
+    for x in rows:
+        s = v.run.series(T.grad(x.name, "abs_mean")).loc[x.steps[0]:x.steps[1]].dropna()
+        vals = np.abs(s.to_numpy(dtype=float))
+        out[x.name] = (int((vals < V.ZERO_GRADIENT).sum()), len(vals))
+    return out
+
+
+def no_gradient(v: RunView) -> list[Finding]:
+    """Layer weights whose mean |gradient| is exactly zero from some step to the end (the
+    Gradients page's NO_GRADIENT rows): they cannot learn any more, whatever the learning rate."""
+    rows = V.flagged(v.verdicts(V.GRADIENT_FLOW), (V.NO_GRADIENT,))
+    if not rows:
+        return []
+    judged = v.verdicts(V.GRADIENT_FLOW)
+    counts = _zero_counts(v, rows)
+    groups: dict[tuple, list[str]] = {}
+    for x in rows:
+        groups.setdefault((x.since, x.steps[1]) + counts[x.name], []).append(x.name)
+    parts = []
+    for (since, last, k, n), names in sorted(groups.items()):
+        on = f"on every one of the {n} recorded steps" if k == n else f"on {k} of the {n} recorded steps"
+        parts.append(f"{layer_list(names)} from step {since} on ({on} through step {last})")
+    every = len(rows) == len(judged)
+    msg = (f"The mean |gradient| is exactly zero for {'; '.join(parts)}, ending with at least "
+           f"{v.th.no_gradient_min_samples} zeros in a row: nothing flows back into "
+           f"{'any layer weight, so the network no longer learns' if every else 'these weights, so they no longer learn'}.")
+    dead = V.flagged(v.verdicts(V.DEAD_UNITS), (V.DEAD,))
+    fix = fixes.better_init(v)
+    if dead:
+        names = [x.name for x in dead]
+        msg += (f" The ReLU layer{'s' if len(names) > 1 else ''} {layer_list(names)} "
+                f"{'are' if len(names) > 1 else 'is'} dead (see dead_relu): a dead unit passes no gradient.")
+        if not fix and v.hparam("activation") == "relu":
+            fix = {"activation": "leaky_relu"}
+    if v.hparam("init") == "zeros":
+        msg += " With an all-zero init every unit computes the same zero, so no weight receives a gradient."
+    advice = ("Zero gradients have a cause upstream: units that never fire (leaky ReLU / PReLU keep a gradient, a "
+              "lower learning rate keeps ReLUs alive), an all-zero or symmetric init (use He or Glorot init), or a "
+              "parameter the loss does not depend on. Fix that cause; a larger learning rate cannot scale a zero.")
+    return [Finding(
+        rule="no_gradient", severity="critical", title="No gradient reaches some layers", message=msg, advice=advice,
+        evidence={"verdicts": V.as_evidence(rows), "layers_judged": len(judged),
+                  "zero_count": {n: k for n, (k, _) in counts.items()},
+                  "zero_count_steps": {x.name: list(x.steps) for x in rows},
+                  "recorded_count": {n: c for n, (_, c) in counts.items()},
+                  "recorded_count_steps": {x.name: list(x.steps) for x in rows},
+                  "no_gradient_min_samples": v.th.no_gradient_min_samples,
+                  "no_gradient_share": v.th.no_gradient_share},
+        steps=(min(x.since if x.since is not None else x.steps[0] for x in rows), max(x.steps[1] for x in rows)),
+        layers=tuple(x.name for x in rows), fix=fix, chart="gradients",
+        tags=tuple(T.grad(x.name, "abs_mean") for x in rows),
+    )]
 
 
 def vanishing_gradients(v: RunView) -> list[Finding]:
-    """Layers whose mean |gradient| is below vanish_ratio x the largest layer's (median over the run)."""
+    """Layer weights whose mean |gradient| is below vanish_ratio x the strongest layer's (median
+    over the steps on which they got any gradient)."""
     th = v.th
-    a = v.grad_abs_mean
-    if a.shape[1] < 2:
+    rows = V.flagged(v.verdicts(V.GRADIENT_FLOW), (V.VANISHING,))
+    if not rows:
         return []
-    rel = _relative_to_max(a)
-    if rel.empty:
-        return []
-    med = rel.median(skipna=True)
-    flagged = med[med < th.vanish_ratio].dropna()
-    if flagged.empty:
-        return []
-    layers = tuple(n for n in a.columns if n in flagged.index)
-    worst = float(flagged.min())
-    severity = "critical" if worst < th.vanish_ratio ** 2 else "warning"
-    first_layer, last_layer = a.columns[0], a.columns[-1]
-    with np.errstate(all="ignore"):
-        fl = (a[first_layer] / a[last_layer]).replace([np.inf, -np.inf], np.nan).dropna()
-    first_last = float(fl.median()) if len(fl) else None
-    hit = (rel[list(layers)] < th.vanish_ratio).any(axis=1)
-    first_step = int(hit.idxmax()) if hit.any() else int(rel.index[0])
-    zero = [n for n in layers if (a[n].fillna(0) == 0).mean() >= 0.5]
-    msg = (f"{len(layers)} of {a.shape[1]} layers get almost no gradient: {layer_list(layers)} "
-           f"(median mean |grad| down to {fmt(worst)} of the strongest layer's; limit {fmt(th.vanish_ratio)}). "
-           f"First layer / last layer: {fmt(first_last)}.")
-    if zero:
-        msg += f" {layer_list(zero)} received exactly zero gradient in most steps."
+    severity = "critical" if any(x.severity == "critical" for x in rows) else "warning"
+    worst = min(rows, key=lambda x: x.value)
+    a, b = worst.steps
+    msg = (f"{layer_list([x.name for x in rows])} get{'s' if len(rows) == 1 else ''} almost no gradient: their mean "
+           f"|gradient| is a small fraction of the strongest layer's, down to {fmt(worst.value)} for {worst.name} "
+           f"(median over steps {a}-{b}; vanishing below {fmt(th.vanish_ratio)}, critical below "
+           f"{fmt(th.vanish_ratio ** 2)}).")
     act, init = v.hparam("activation"), v.hparam("init")
     fix = fixes.better_init(v)
     if act in fixes.BOUNDED:
@@ -62,31 +101,17 @@ def vanishing_gradients(v: RunView) -> list[Finding]:
     fix.update(fixes.batch_norm_on(v))
     if v.hparam("model") in ("lstm", "gru") and v.hparam("forget_bias") in (0, 0.0):
         fix["forget_bias"] = 1.0
-    advice = ("Use ReLU-family activations with He init (sigmoid's derivative is at most 0.25 per layer), add batch "
-              "norm or residual connections, and avoid all-zero or tiny initial weights"
-              + ("; for LSTMs set the forget-gate bias to 1" if v.hparam("model") in ("lstm", "gru") else "") + ".")
+    advice = ("Use ReLU-family activations with He init (a sigmoid passes at most a quarter of the gradient per "
+              "layer), add batch norm or residual connections, and avoid tiny initial weights"
+              + ("; for LSTMs set the forget-gate bias to one" if v.hparam("model") in ("lstm", "gru") else "") + ".")
     return [Finding(
         rule="vanishing_gradients", severity=severity, title="Vanishing gradients", message=msg, advice=advice,
-        evidence={"relative_grad_median": {n: float(med[n]) for n in layers}, "first_over_last": first_last,
-                  "vanish_ratio": th.vanish_ratio, "zero_gradient_layers": zero,
-                  "activation": act, "init": init},
-        steps=(first_step, int(rel.index[-1])), layers=layers, fix=fix, chart="gradients",
-        tags=tuple(T.grad(n, "abs_mean") for n in layers),
+        evidence={"verdicts": V.as_evidence(rows), "vanish_ratio": th.vanish_ratio,
+                  "vanish_ratio_critical_limit": th.vanish_ratio ** 2, "activation": act, "init": init},
+        steps=(min(x.since if x.since is not None else x.steps[0] for x in rows), max(x.steps[1] for x in rows)),
+        layers=tuple(x.name for x in rows), fix=fix, chart="gradients",
+        tags=tuple(T.grad(x.name, "abs_mean") for x in rows),
     )]
-
-
-def _feeds_batch_norm(v: RunView, param: str) -> bool:
-    """Whether the layer of `param` is directly followed by a normalization layer. Such weights are
-    scale-invariant: their gradient norm grows as their norm shrinks, so ||g||/||w|| says nothing
-    about explosion there."""
-    mods = (v.meta.get("model") or {}).get("modules") or []
-    names = [m.get("name") for m in mods]
-    module = param.rpartition(".")[0]
-    if module not in names:
-        return False
-    i = names.index(module)
-    nxt = mods[i + 1].get("type", "") if i + 1 < len(mods) else ""
-    return "Norm" in (nxt or "")
 
 
 def _grad_to_weight(v: RunView) -> tuple[pd.Series, pd.DataFrame]:
@@ -94,7 +119,9 @@ def _grad_to_weight(v: RunView) -> tuple[pd.Series, pd.DataFrame]:
     ||grad|| / ||weight||, and the per-layer ratios it comes from."""
     cols = {}
     for p in v.weight_params:
-        if _feeds_batch_norm(v, p):
+        # Weights feeding a normalization layer are scale-invariant: their gradient norm grows as
+        # their norm shrinks, so ||g||/||w|| says nothing about explosion there.
+        if v.layers.model.feeds_norm(p):
             continue
         j = pd.concat([v.run.series(T.grad(p, "norm")), v.run.series(T.weight(p, "norm"))], axis=1, join="inner")
         if len(j):
@@ -110,36 +137,63 @@ def _grad_to_weight(v: RunView) -> tuple[pd.Series, pd.DataFrame]:
     return pd.Series(np.nanmedian(vals[ok], axis=1), index=df.index[ok]).dropna(), df
 
 
-def _norm_spike(v: RunView) -> tuple[float | None, int | None]:
-    """Largest jump of the total gradient norm over its median of the preceding window: from the
-    per-step train/grad_norm when the loop records one (the playground does, before clipping),
-    else from the per-parameter norms on the recorded steps."""
-    s = v.run.series("train/grad_norm")
-    window = 20
+def _total_norm(v: RunView) -> pd.Series:
+    """Total gradient norm per recorded step from the per-parameter norms (finite, > 0)."""
+    norms = v.grad_norms
+    if norms.empty:
+        return pd.Series(dtype=float)
+    vals = norms.to_numpy(dtype=float, copy=True)
+    vals[~np.isfinite(vals)] = np.nan
+    ok = ~np.all(np.isnan(vals), axis=1)
+    s = pd.Series(np.sqrt(np.nansum(vals[ok] ** 2, axis=1)), index=norms.index[ok])
+    return s[np.isfinite(s.to_numpy()) & (s.to_numpy() > 0)]
+
+
+@dataclass
+class Spike:
+    """The largest jump of the total gradient norm over its median of the preceding window."""
+
+    ratio: float
+    step: int
+    value: float             # the norm at `step`
+    median: float            # its median over the window before
+    median_steps: tuple[int, int]
+    tag: str                 # the series it was read from
+
+
+def _norm_spike(v: RunView) -> Spike | None:
+    """From the per-step train/grad_norm when the loop records one (the playground does, before
+    clipping), else from the per-parameter norms on the recorded steps."""
+    s, tag, window = v.run.series(GRAD_NORM_TAG), GRAD_NORM_TAG, 20
     if len(s.dropna()) < 50:
-        norms = v.grad_norms
-        if norms.empty:
-            return None, None
-        vals = norms.to_numpy(dtype=float, copy=True)
-        vals[~np.isfinite(vals)] = np.nan
-        ok = ~np.all(np.isnan(vals), axis=1)
-        s = pd.Series(np.sqrt(np.nansum(vals[ok] ** 2, axis=1)), index=norms.index[ok])
-        window = 10
+        s, tag, window = _total_norm(v), "grad/<param>/norm (total over parameters)", 10
     s = s[np.isfinite(s.to_numpy()) & (s.to_numpy() > 0)]
     if len(s) < window + 3:
-        return None, None
-    ratio = (s / s.rolling(window, min_periods=max(3, window // 2)).median().shift(1)).dropna()
+        return None
+    med = s.rolling(window, min_periods=max(3, window // 2)).median().shift(1)
+    ratio = (s / med).dropna()
     if ratio.empty:
-        return None, None
-    return float(ratio.max()), int(ratio.idxmax())
+        return None
+    step = int(ratio.idxmax())
+    i = s.index.get_loc(step)
+    before = s.iloc[max(0, i - window):i]
+    return Spike(float(ratio.max()), step, float(s.loc[step]), float(med.loc[step]),
+                 (int(before.index[0]), int(before.index[-1])), tag)
 
 
-def _loss_jump_after(v: RunView, step: int) -> tuple[int, float, float] | None:
-    """(step, level before, peak) when the raw loss within a few steps after `step` at least doubles
-    its median of the 20 steps before (and rises by a quarter of the reference loss) and stays up
-    (median of the next 10 steps 1.5x the level before and a tenth of the reference above it) or
-    peaks far above chance (level + 2x the reference), else None. A single hard batch near a
-    minimum makes a blip, not a jump."""
+@dataclass
+class LossJump:
+    step: int                # where the raw loss peaked (or turned non-finite)
+    before: float            # median raw loss over the steps before the gradient spike
+    before_steps: tuple[int, int]
+    peak: float
+
+
+def _loss_jump_after(v: RunView, step: int) -> LossJump | None:
+    """The raw loss within a few steps after `step` at least doubles its median of the 20 steps
+    before (and rises by a quarter of the reference loss) and stays up (median of the next 10 steps
+    1.5x the level before and a tenth of the reference above it) or peaks far above chance (level
+    + 2x the reference); else None. A single hard batch near a minimum makes a blip, not a jump."""
     s = v.loss
     near = max(10, int(0.02 * max(1, v.run.last_step)))
     before = s[(s.index < step) & (s.index >= step - 20)].dropna()
@@ -147,24 +201,31 @@ def _loss_jump_after(v: RunView, step: int) -> tuple[int, float, float] | None:
     if before.empty or after.empty:
         return None
     level = float(before.median())
+    span = (int(before.index[0]), int(before.index[-1]))
     bad = ~np.isfinite(after.to_numpy())
     if bad.any():
-        return int(after.index[np.argmax(bad)]), level, float("nan")
+        return LossJump(int(after.index[np.argmax(bad)]), level, span, float("nan"))
     peak = float(after.max())
     ref = v.reference_loss or level
     sustained = float(after.iloc[:10].median()) >= max(1.5 * level, level + 0.1 * ref)
     huge = peak >= level + 2 * ref  # far worse than chance: a blow-up even if the net then dies at chance level
     if peak >= 2 * level and peak - level >= 0.25 * ref and (sustained or huge):
-        return int(after.idxmax()), level, peak
+        return LossJump(int(after.idxmax()), level, span, peak)
     return None
 
 
 def exploding_gradients(v: RunView) -> list[Finding]:
-    """Gradient norms that grow by orders of magnitude, grow towards the input, or are NaN/Inf."""
+    """Gradient norms that grow by orders of magnitude, grow towards the input, jump with the loss,
+    or are NaN/Inf. The evidence holds the numbers of the criteria that fired, each with its step."""
     th = v.th
     norms = v.grad_norms
-    reasons, evidence, layers, severity = [], {}, [], None
+    reasons, evidence, layers, severity, tags = [], {}, [], None, []
     first = last = None
+
+    def span(a: int, b: int) -> None:
+        nonlocal first, last
+        first = a if first is None else min(first, a)
+        last = b if last is None else max(last, b)
 
     # NaN/Inf gradients count when they appear while the loss is still finite (an overflow in the
     # backward pass); once the loss itself is NaN every gradient is, and nan_loss covers that.
@@ -177,38 +238,37 @@ def exploding_gradients(v: RunView) -> list[Finding]:
             bad_params.append((p, int(hit.index[0]), int(hit.index[-1])))
     if bad_params:
         bad_params.sort(key=lambda x: x[1])
-        first, last = bad_params[0][1], max(x[2] for x in bad_params)
+        a, b = bad_params[0][1], max(x[2] for x in bad_params)
+        span(a, b)
         layers += [p for p, _, _ in bad_params]
-        reasons.append(f"gradients contain NaN/Inf from step {first} in {layer_list([p for p, _, _ in bad_params])} "
+        tags += [T.grad(p, "nonfinite") for p, _, _ in bad_params]
+        reasons.append(f"gradients contain NaN/Inf from step {a} in {layer_list([p for p, _, _ in bad_params])} "
                        f"while the loss was still finite")
-        evidence["nonfinite_first_step"] = first
+        evidence["nonfinite_first_step"] = a
         severity = "critical"
 
     if not norms.empty:
-        vals = norms.to_numpy(dtype=float, copy=True)
-        with np.errstate(all="ignore"):
-            total = np.sqrt(np.nansum(np.where(np.isfinite(vals), vals, np.nan) ** 2, axis=1))
-        g = pd.Series(total, index=norms.index)
-        g = g[np.isfinite(g) & (g > 0)]
+        g = _total_norm(v)
         k = max(3, len(g) // 10)
         if len(g) > k:
             # Growth is measured after the first samples: a norm that is large from the start is
             # an init problem, reported through the gradient/weight ratio below.
-            early = float(g.iloc[:k].median())
-            later = g.iloc[k:]
-            peak_step = int(later.idxmax())
-            growth = float(later.max()) / early if early > 0 else np.inf
-            evidence.update(grad_norm_early=early, grad_norm_peak=float(later.max()), grad_norm_peak_step=peak_step,
-                            growth=growth, explode_growth=th.explode_growth)
+            head, later = g.iloc[:k], g.iloc[k:]
+            early, peak, peak_step = float(head.median()), float(later.max()), int(later.idxmax())
+            growth = peak / early if early > 0 else np.inf
             if growth >= th.explode_growth:
-                reasons.append(f"the total gradient norm grew {fmt(growth)}x, from {fmt(early)} early on to "
-                               f"{fmt(later.max())} at step {peak_step}")
+                reasons.append(f"the total gradient norm grew {fmt(growth)}x, from {fmt(early)} (median over steps "
+                               f"{int(head.index[0])}-{int(head.index[-1])}) to {fmt(peak)} at step {peak_step}")
+                evidence.update(grad_norm_early=early, grad_norm_early_steps=[int(head.index[0]), int(head.index[-1])],
+                                grad_norm_peak=peak, grad_norm_peak_step=peak_step, growth=growth,
+                                growth_step=peak_step, explode_growth=th.explode_growth)
                 grew = later[later >= early * th.explode_growth]
-                first = int(grew.index[0]) if first is None else min(first, int(grew.index[0]))
-                last = int(grew.index[-1]) if last is None else max(last, int(grew.index[-1]))
+                span(int(grew.index[0]), int(grew.index[-1]))
                 severity = severity or ("critical" if growth >= th.explode_growth ** 2 else "warning")
                 per = norms.loc[peak_step].dropna().sort_values(ascending=False)
-                layers += [p for p in per.index[:3] if p not in layers]
+                top = [p for p in per.index[:3] if p not in layers]
+                layers += top
+                tags += [T.grad(p, "norm") for p in top]
 
     a = v.grad_abs_mean
     if a.shape[1] >= 2:
@@ -216,53 +276,61 @@ def exploding_gradients(v: RunView) -> list[Finding]:
             fl = (a.iloc[:, 0] / a.iloc[:, -1]).replace([np.inf, -np.inf], np.nan).dropna()
         if len(fl):
             ratio = float(fl.median())
-            evidence.update(first_over_last=ratio, explode_ratio=th.explode_ratio)
             if ratio > th.explode_ratio:
                 reasons.append(f"the first layer ({a.columns[0]}) gets {fmt(ratio)}x the mean |gradient| of the last "
-                               f"({a.columns[-1]}): gradients grow on the way back to the input")
+                               f"({a.columns[-1]}), median over steps {int(fl.index[0])}-{int(fl.index[-1])}: "
+                               f"gradients grow on the way back to the input")
+                evidence.update(first_over_last=ratio, first_over_last_steps=[int(fl.index[0]), int(fl.index[-1])],
+                                explode_ratio=th.explode_ratio)
                 severity = severity or "warning"
-                first = int(fl.index[0]) if first is None else first
-                last = int(fl.index[-1]) if last is None else last
-                layers += [n for n in (a.columns[0],) if n not in layers]
-    spike, spike_step = _norm_spike(v)
-    if spike is not None:
-        evidence.update(grad_norm_spike=spike, grad_norm_spike_step=spike_step, explode_spike=th.explode_spike)
-        jump = _loss_jump_after(v, spike_step) if spike >= th.explode_spike else None
-        if jump is not None:
-            jump_step, before, after = jump
-            reasons.append(f"the total gradient norm jumped to {fmt(spike)}x its recent median at step {spike_step} "
-                           f"and the loss jumped with it, from about {fmt(before)} to {fmt(after)} at step {jump_step}")
-            evidence.update(loss_before_jump=before, loss_after_jump=after, loss_jump_step=jump_step)
-            severity = severity or "warning"
-            first = spike_step if first is None else min(first, spike_step)
-            last = jump_step if last is None else max(last, jump_step)
+                span(int(fl.index[0]), int(fl.index[-1]))
+                if a.columns[0] not in layers:
+                    layers.append(a.columns[0])
+                tags += [T.grad(a.columns[0], "abs_mean"), T.grad(a.columns[-1], "abs_mean")]
+    spike = _norm_spike(v)
+    jump = _loss_jump_after(v, spike.step) if spike is not None and spike.ratio >= th.explode_spike else None
+    if jump is not None:
+        m0, m1 = spike.median_steps
+        after = f"{fmt(jump.peak)}" if np.isfinite(jump.peak) else "non-finite"
+        reasons.append(f"the total gradient norm jumped to {fmt(spike.value)} at step {spike.step}, {fmt(spike.ratio)}x "
+                       f"its median {fmt(spike.median)} over steps {m0}-{m1}, and the loss jumped with it, from about "
+                       f"{fmt(jump.before)} (median over steps {jump.before_steps[0]}-{jump.before_steps[1]}) to "
+                       f"{after} at step {jump.step}")
+        evidence.update(grad_norm_spike=spike.ratio, grad_norm_spike_step=spike.step, grad_norm_at_spike=spike.value,
+                        grad_norm_at_spike_step=spike.step, grad_norm_before_spike=spike.median,
+                        grad_norm_before_spike_steps=[m0, m1], grad_norm_source=spike.tag,
+                        loss_before_jump=jump.before, loss_before_jump_steps=list(jump.before_steps),
+                        loss_after_jump=jump.peak, loss_after_jump_step=jump.step, explode_spike=th.explode_spike)
+        severity = severity or "warning"
+        span(spike.step, jump.step)
+        tags += [spike.tag if spike.tag == GRAD_NORM_TAG else "grad/<param>/norm", T.TRAIN_LOSS]
     gw, per_layer = _grad_to_weight(v)
     if not gw.empty:
         peak_step = int(gw.idxmax())
         peak = float(gw.max())
-        evidence.update(grad_to_weight_peak=peak, grad_to_weight_step=peak_step,
-                        explode_grad_weight=th.explode_grad_weight)
         # Twice over the limit, or once over 10x it: one borderline sample is not an explosion.
         above = int((gw >= th.explode_grad_weight).sum())
         if above >= 2 or peak >= 10 * th.explode_grad_weight:
             reasons.append(f"at step {peak_step} the typical layer's gradient norm was {fmt(peak)}x its weight norm "
                            f"(limit {fmt(th.explode_grad_weight)}x)")
+            evidence.update(grad_to_weight_peak=peak, grad_to_weight_peak_step=peak_step,
+                            explode_grad_weight=th.explode_grad_weight)
             severity = severity or ("critical" if peak >= 100 * th.explode_grad_weight else "warning")
-            top = per_layer.loc[peak_step].dropna().sort_values(ascending=False)
-            layers += [p for p in top.index[:3] if p not in layers]
+            top = [p for p in per_layer.loc[peak_step].dropna().sort_values(ascending=False).index[:3] if p not in layers]
+            layers += top
+            tags += [T.grad(p, "norm") for p in top] + [T.weight(p, "norm") for p in top]
             big = gw[gw >= th.explode_grad_weight]
-            first = int(big.index[0]) if first is None else min(first, int(big.index[0]))
-            last = int(big.index[-1]) if last is None else max(last, int(big.index[-1]))
+            span(int(big.index[0]), int(big.index[-1]))
     if not reasons:
         return []
     msg = "Exploding gradients: " + "; ".join(reasons) + "."
     fix = {**fixes.grad_clip(v), **fixes.better_init(v)}
     if v.hparam("init") == "large_normal":
         fix["init"] = fixes.good_init_for(v.hparam("activation"))
-    advice = ("Clip the gradient norm at 1-10, lower the learning rate if the loss also diverges, use a scaled init "
-              "(He / Glorot) and batch norm; for RNNs clipping is the standard remedy (Pascanu et al., 2013).")
+    advice = ("Clip the gradient norm (the fix below), lower the learning rate if the loss also diverges, use a scaled "
+              "init (He / Glorot) and batch norm; for RNNs clipping is the standard remedy (Pascanu et al., 2013).")
     return [Finding(
         rule="exploding_gradients", severity=severity, title="Exploding gradients", message=msg, advice=advice,
         evidence=evidence, steps=(first, last) if first is not None else None, layers=tuple(layers), fix=fix,
-        chart="gradients", tags=tuple(T.grad(p, "norm") for p in layers) or ("grad/<param>/norm",),
+        chart="gradients", tags=tuple(dict.fromkeys(tags)) or ("grad/<param>/norm",),
     )]

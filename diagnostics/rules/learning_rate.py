@@ -1,4 +1,9 @@
-"""Learning-rate rules: lr_too_high (divergence, blow-ups, oversized updates) and lr_too_low."""
+"""Learning-rate rules: lr_too_high (divergence, blow-ups, oversized updates) and lr_too_low.
+
+Their update-size evidence is the Updates page's table (diagnostics.verdicts.UPDATES): lr_too_high
+needs most layer weights at "large" or above, an update-based lr_too_low most at "too small", so a
+card about the step size never contradicts the table next to it.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +13,34 @@ import numpy as np
 
 from runstore import tags as T
 
+from .. import verdicts as V
 from ..finding import Finding
-from ..view import RunView, fmt
+from ..view import RunView, fmt, layer_list
 from . import fixes
 
 UPDATE_TAGS_NOTE = "update_ratio/<weight>"
+LARGE_WORDS = (V.LARGE, V.TOO_LARGE)
 
 
 @dataclass
 class Divergence:
-    """What the loss curve says about a blow-up (None fields: not observed)."""
+    """What the loss curve says about a blow-up (None fields: not observed). Levels come from the
+    smoothed loss (RunView.smooth), each with the step it was read at."""
 
     nan_step: int | None = None          # first non-finite loss after a finite start
     nan_kind: str | None = None          # 'after_rise' | 'early' | 'sudden'
     rise_step: int | None = None         # first step where the smoothed loss climbed away from its minimum
-    rise_from: float | None = None
-    rise_to: float | None = None
+    rise_from: float | None = None       # the minimum it climbed from ...
+    rise_from_step: int | None = None    # ... and where it was reached
+    rise_to: float | None = None         # the highest it climbed to afterwards ...
+    rise_to_step: int | None = None
+    end: float | None = None             # the smoothed loss at the last finite step
+    end_step: int | None = None
+    recovered: bool = False              # the finite loss came back near its minimum afterwards
     spike_step: int | None = None        # first raw loss above spike_factor x initial loss
     spike_value: float | None = None
-    recovered: bool = False              # the finite loss came back near its minimum afterwards
     roughness: float | None = None       # median |dL| / median L over the second half
+    roughness_steps: tuple[int, int] | None = None
     no_progress: bool = False
 
     @property
@@ -69,9 +82,11 @@ def divergence(v: RunView) -> Divergence:
             t = int(climbing.idxmax())
             d.rise_step = t
             d.rise_from = float(runmin.loc[t])
-            d.rise_to = float(sm.loc[sm.index >= t].max())
-            end = float(sm.iloc[-1])
-            d.recovered = end <= d.rise_from * (1 + th.plateau_tol) + 0.05 * abs(init)
+            d.rise_from_step = int(sm.loc[:t].idxmin())
+            after = sm.loc[sm.index >= t]
+            d.rise_to, d.rise_to_step = float(after.max()), int(after.idxmax())
+            d.end, d.end_step = float(sm.iloc[-1]), int(sm.index[-1])
+            d.recovered = d.end <= d.rise_from * (1 + th.plateau_tol) + 0.05 * abs(init)
 
     # Raw spikes after the first few updates, ignored when the loss is tiny in absolute terms.
     after = s.iloc[th.init_steps:]
@@ -84,41 +99,61 @@ def divergence(v: RunView) -> Divergence:
         level = float(np.median(np.abs(half.to_numpy())))
         if level > 0:
             d.roughness = float(np.median(np.abs(np.diff(half.to_numpy())))) / level
+            d.roughness_steps = (int(half.index[0]), int(half.index[-1]))
     rel = v.relative(float(sm.iloc[-1])) if len(sm) else None
     d.no_progress = rel is not None and rel > th.progress_frac
     return d
 
 
-def update_ratio_p90(v: RunView) -> float | None:
-    """The large updates of the first half of the run: 90th percentile over recorded steps of the
-    median (over layer weights) update-to-weight ratio. Decaying schedules do not lower it."""
-    r = v.update_ratio_median
-    if r.empty:
-        return None
-    return float(r.iloc[: max(1, (len(r) + 1) // 2)].quantile(0.9))
+def _rows_span(rows: list[V.LayerVerdict]) -> list[int]:
+    return [min(x.steps[0] for x in rows), max(x.steps[1] for x in rows)]
+
+
+def update_sentence(rows: list[V.LayerVerdict], words, said: str, th) -> tuple[str, dict]:
+    """'The updates of fc1.weight and fc2.weight read too large on the Updates page (...)' and its
+    evidence, from the layer weights whose update verdict is one of `words`."""
+    hit = V.flagged(rows, words)
+    typical = V.typical_update(rows)
+    evidence = {"typical_update": typical, "typical_update_steps": _rows_span(rows), "layers_judged": len(rows),
+                "update_ratio_guide_cs231n": th.update_ratio_guide_cs231n,
+                "update_ratio_guide_notes": th.update_ratio_guide_notes, "verdicts": V.as_evidence(rows)}
+    a, b = evidence["typical_update_steps"]
+    if V.TOO_SMALL in words:
+        band = f"too small below {fmt(th.update_ratio_low)}"
+        evidence["update_ratio_low"] = th.update_ratio_low
+    else:
+        band = f"large above {fmt(th.update_ratio_large)}, too large above {fmt(th.update_ratio_high)}"
+        evidence.update(update_ratio_large=th.update_ratio_large, update_ratio_high=th.update_ratio_high)
+    text = (f"The updates of {layer_list([x.name for x in hit])} read {said} on the Updates page: a typical layer "
+            f"weight moves by {fmt(typical)} of its norm per step (steps {a}-{b}; {band}; guides "
+            f"~{fmt(th.update_ratio_guide_cs231n)} per CS231n, ~{fmt(th.update_ratio_guide_notes)} per the tuning "
+            f"notes).")
+    return text, evidence
 
 
 def _died_during_training(v: RunView) -> list[str]:
-    """ReLU layers that were alive at the first sample and mostly dead at the end."""
-    from .activations import _relu_modules
-
+    """ReLU layers the dead-unit table calls dead that were alive at their first sample."""
     out = []
-    for m in _relu_modules(v):
-        s = v.run.series(T.act(m, "frac_dead")).dropna()
-        if len(s) >= 3 and s.iloc[0] < v.th.dead_warn and float(v.tail(s).median()) >= v.th.dead_warn:
-            out.append(m)
+    for row in V.flagged(v.verdicts(V.DEAD_UNITS), (V.DEAD,)):
+        s = v.run.series(T.act(row.name, "frac_dead")).dropna()
+        if len(s) >= 3 and s.iloc[0] < v.th.dead_warn:
+            out.append(row.name)
     return out
 
 
 def lr_too_high(v: RunView) -> list[Finding]:
     """The step size is too large: the loss blows up, climbs, spikes or thrashes, or every update
-    rewrites a large part of the weights."""
+    rewrites a large part of the weights. When update ratios were recorded, most layer weights
+    must read "large" or "too large": a loss that climbs under ordinary updates has another cause
+    (one gradient spike, the data), which other findings name."""
     th = v.th
     if v.finite_loss.empty:
         return []
+    rows = v.verdicts(V.UPDATES)
+    if rows and not V.majority(rows, LARGE_WORDS):
+        return []
     d = divergence(v)
-    r_early = update_ratio_p90(v)
-    r_high = r_early is not None and r_early > th.update_ratio_high
+    r_high = bool(rows) and V.majority(rows, (V.TOO_LARGE,))
     died = _died_during_training(v) if r_high else []
     oscillating = d.roughness is not None and d.roughness > th.oscillation_ratio and d.no_progress
 
@@ -129,124 +164,144 @@ def lr_too_high(v: RunView) -> list[Finding]:
                 and v.init_loss > th.bad_init_high * v.chance_loss
                 and v.init_loss - v.chance_loss >= th.bad_init_abs)
     init = v.init_loss if v.init_loss is not None else float(v.finite_loss.iloc[0])
+    init_step = int(v.finite_loss.index[0])
     # After a bad start the step size is only blamed for a blow-up that follows real progress:
     # the loss first got below chance level, then climbed above where it started.
     later = v.finite_loss.iloc[1:]
     reached_sane = v.chance_loss is not None and len(v.smooth) and float(v.smooth.min()) < v.chance_loss
     climbed_above_start = bool(len(later)) and float(later.max()) > init * th.diverge_factor and bool(reached_sane)
 
-    reasons, severity = [], None
+    reasons, severity, evidence, starts = [], None, {}, []
     # With a sound start, any blow-up counts; with a bad start, only one that climbs above it.
     allowed = not init_bad
     if d.nan_kind in ("after_rise", "early") and (allowed or d.nan_kind == "after_rise" and climbed_above_start):
         how = "after climbing" if d.nan_kind == "after_rise" else "before the run had learned anything"
         reasons.append(f"the loss became non-finite at step {d.nan_step} {how}")
-        severity = "critical"
+        evidence["first_nonfinite_step"] = d.nan_step
+        severity, starts = "critical", starts + [d.nan_step]
     if d.rise_step is not None and (allowed or climbed_above_start):
-        state = "and came back down" if d.recovered else "and stayed up"
-        reasons.append(f"the smoothed loss climbed from {fmt(d.rise_from)} to {fmt(d.rise_to)} starting at step "
-                       f"{d.rise_step} {state}")
-        severity = severity or ("warning" if d.recovered else "critical")
+        state = "came back down to" if d.recovered else "was still at"
+        then = f" and {state} {fmt(d.end)} at step {d.end_step}" if d.end_step != d.rise_to_step else ""
+        reasons.append(f"the smoothed loss (median of {v.window} steps) climbed from {fmt(d.rise_from)} at step "
+                       f"{d.rise_from_step} to {fmt(d.rise_to)} at step {d.rise_to_step}{then}")
+        evidence.update(smooth_window=v.window, rise_step=d.rise_step, rise_from=d.rise_from,
+                        rise_from_step=d.rise_from_step, rise_to=d.rise_to, rise_to_step=d.rise_to_step,
+                        final_smoothed_loss=d.end, final_smoothed_loss_step=d.end_step,
+                        diverge_factor=th.diverge_factor, diverge_abs_frac=th.diverge_abs_frac)
+        severity, starts = severity or ("warning" if d.recovered else "critical"), starts + [d.rise_step]
     if d.spike_step is not None and (allowed or climbed_above_start) and not reasons:
-        reasons.append(f"the loss spiked to {fmt(d.spike_value)} ({fmt(d.spike_value / init, 2)}x the initial "
-                       f"{fmt(init)}) at step {d.spike_step}")
-        severity = "warning"
-    if oscillating and allowed and (r_high or r_early is None) and not reasons:
-        reasons.append(f"the loss thrashes (median step-to-step change {fmt(d.roughness, 2)} of its level) "
-                       f"without improving")
-        severity = "warning"
+        ratio = d.spike_value / init
+        reasons.append(f"the loss spiked to {fmt(d.spike_value)} at step {d.spike_step}, {fmt(ratio, 2)}x the "
+                       f"initial {fmt(init)} (step {init_step})")
+        evidence.update(spike_value=d.spike_value, spike_value_step=d.spike_step, spike_over_initial=ratio,
+                        spike_over_initial_step=d.spike_step, initial_loss=init, initial_loss_step=init_step,
+                        spike_factor=th.spike_factor)
+        severity, starts = "warning", starts + [d.spike_step]
+    if oscillating and allowed and (r_high or not rows) and not reasons:
+        a, b = d.roughness_steps
+        reasons.append(f"the loss thrashes without improving: its median step-to-step change is "
+                       f"{fmt(d.roughness, 2)} of its level over steps {a}-{b}")
+        evidence.update(loss_roughness=d.roughness, loss_roughness_steps=list(d.roughness_steps),
+                        oscillation_ratio=th.oscillation_ratio, progress_frac=th.progress_frac)
+        severity, starts = "warning", starts + [a]
     if r_high and allowed and not reasons and (d.no_progress or died):
-        what = (f"ReLU layers {', '.join(died)} died during training" if died else "the loss is not improving")
-        reasons.append(f"{what} while updates change the weights by up to {fmt(r_early)} of their norm per step")
+        reasons.append(f"ReLU layers {layer_list(died)} died during training" if died
+                       else "the loss is not improving")
+        evidence.update(progress_frac=th.progress_frac)
         severity = "warning"
     if not reasons:
         return []
-
-    r = v.update_ratio_median
-    r_high_step = int(r[r > th.update_ratio_high].index[0]) if r_high else None
-    candidates = [x for x in (d.rise_step, d.spike_step, d.nan_step, r_high_step) if x is not None]
-    first = min(candidates) if candidates else int(v.finite_loss.index[0])
-    last = int(v.loss.index[-1])
-    lr_at = v.lr_at(first)
-    evidence = {
-        "lr": v.lr, "lr_at_blowup": lr_at, "initial_loss": init, "first_nonfinite_step": d.nan_step,
-        "rise_step": d.rise_step, "rise_from": d.rise_from, "rise_to": d.rise_to,
-        "spike_step": d.spike_step, "spike_value": d.spike_value, "loss_roughness": d.roughness,
-        "update_ratio_p90_first_half": r_early, "update_ratio_high": th.update_ratio_high,
-        "died_during_training": died,
-        "update_ratio_guide_cs231n": th.update_ratio_guide_cs231n,
-        "update_ratio_guide_notes": th.update_ratio_guide_notes,
-        "diverge_factor": th.diverge_factor, "spike_factor": th.spike_factor,
-    }
     if died and not any("died" in x for x in reasons):
-        reasons.append(f"ReLU layers {', '.join(died)} died during training")
+        reasons.append(f"ReLU layers {layer_list(died)} died during training")
+    if died:
+        evidence["died_during_training"] = died
     msg = "; ".join(reasons) + "."
     msg = msg[0].upper() + msg[1:]
-    if r_early is not None:
-        msg += (f" The larger updates of the first half change the weights by {fmt(r_early)} of their norm per "
-                f"step (90th percentile of the median over layers; guide ~{fmt(th.update_ratio_guide_cs231n)} per "
-                f"CS231n, ~{fmt(th.update_ratio_guide_notes)} per the tuning notes).")
-    if v.lr is not None and lr_at is not None and lr_at > 1.5 * (v.lr_series.dropna().iloc[0] if len(v.lr_series.dropna()) else lr_at):
-        msg += f" The schedule had raised the learning rate to {fmt(lr_at)} when this began."
+    layers = ()
+    if rows:
+        text, ev = update_sentence(rows, LARGE_WORDS, "large or too large", th)
+        msg += " " + text
+        evidence.update(ev)
+        layers = tuple(x.name for x in V.flagged(rows, LARGE_WORDS))
+        big = [x.since for x in V.flagged(rows, (V.TOO_LARGE,)) if x.since is not None]
+        if r_high and big:
+            starts.append(min(big))
+    first = min(starts) if starts else int(v.finite_loss.index[0])
+    last = int(v.loss.index[-1])
+    lr_at = v.lr_at(first)
+    lr_start = v.lr_series.dropna()
+    if v.lr is not None and lr_at is not None and lr_at > 1.5 * (lr_start.iloc[0] if len(lr_start) else lr_at):
+        msg += f" The schedule had raised the learning rate to {fmt(lr_at)} by step {first}."
+        evidence.update(lr_at_blowup=lr_at, lr_at_blowup_step=first)
     elif v.lr is not None:
         msg += f" Learning rate: {fmt(v.lr)}."
-    factor = 0.1 if severity == "critical" else 1 / 3
-    advice = ("Divide the learning rate by 3 to 10 (the fix below uses "
-              f"{'10' if factor == 0.1 else '3'}); if it must stay high, add warmup and clip the gradient "
-              "norm at 1-10.")
-    tags = (T.TRAIN_LOSS, T.lr(0)) + ((UPDATE_TAGS_NOTE,) if r_early is not None else ())
+    evidence["lr"] = v.lr
+    divisor = 10 if severity == "critical" else 3
+    evidence["lr_divisor"] = divisor
+    advice = (f"Divide the learning rate by {divisor} (the fix below); if it must stay this high, add warmup and clip "
+              "the gradient norm.")
+    tags = (T.TRAIN_LOSS, T.lr(0)) + ((UPDATE_TAGS_NOTE,) if rows else ())
     return [Finding(
         rule="lr_too_high", severity=severity, title="Learning rate too high",
-        message=msg, advice=advice, evidence=evidence, steps=(first, last), layers=(),
-        fix=fixes.lr_times(v, factor), chart="overview", tags=tags,
+        message=msg, advice=advice, evidence=evidence, steps=(first, last), layers=layers,
+        fix=fixes.lr_times(v, 1 / divisor), chart="overview", tags=tags,
     )]
 
 
 def lr_too_low(v: RunView) -> list[Finding]:
-    """The step size is too small: updates barely move the weights and the loss creeps down."""
+    """The step size is too small: updates barely move the weights and the loss creeps down.
+    Layer weights without any gradient (the Gradients page's "no gradient") are left out: their
+    updates are zero whatever the step size, and no_gradient names them."""
     th = v.th
-    if v.little_progress is None:
+    if not v.judges_end or v.little_progress is None:
         return []
-    sm, ref = v.smooth, v.reference_loss
+    sm = v.smooth
     end, rel = v.little_progress
-    r = v.update_ratio_median
-    evidence = {"final_loss": end, "reference_loss": ref, "progress_frac": th.progress_frac, "lr": v.lr,
-                "update_ratio_low": th.update_ratio_low,
-                "update_ratio_guide_cs231n": th.update_ratio_guide_cs231n,
-                "update_ratio_guide_notes": th.update_ratio_guide_notes}
-    if not r.empty:
-        r_hi = update_ratio_p90(v)
-        evidence["update_ratio_p90_first_half"] = r_hi
-        if r_hi >= th.update_ratio_low:
+    end_step = int(sm.index[-1])
+    level = v.level_text(end)
+    evidence = {"final_smoothed_loss": end, "final_smoothed_loss_step": end_step, "smooth_window": v.window,
+                "relative_level": rel, "relative_level_step": end_step, "reference_loss": v.reference_loss,
+                "loss_floor": v.loss_floor, "progress_frac": th.progress_frac, "lr": v.lr}
+    no_grad = {x.name for x in v.verdicts(V.GRADIENT_FLOW) if x.verdict == V.NO_GRADIENT}
+    all_rows = v.verdicts(V.UPDATES)
+    rows = [x for x in all_rows if x.name not in no_grad]
+    if all_rows:
+        if not V.majority(rows, (V.TOO_SMALL,)):
             return []
-        factor = min(10.0, max(3.0, th.update_ratio_guide_cs231n / max(r_hi, 1e-12)))
-        msg = (f"Updates change the weights by at most {fmt(r_hi)} of their norm per step (90th percentile, first "
-               f"half), below the {fmt(th.update_ratio_low)} floor (guide ~{fmt(th.update_ratio_guide_cs231n)} "
-               f"per CS231n, ~{fmt(th.update_ratio_guide_notes)} per the tuning notes), and the loss only reached "
-               f"{fmt(end)} ({v.level_text(end)}).")
-        tags = (T.TRAIN_LOSS, UPDATE_TAGS_NOTE)
-        chart = "updates"
+        text, ev = update_sentence(rows, (V.TOO_SMALL,), "too small", th)
+        evidence.update(ev)
+        typical = ev["typical_update"]
+        factor = min(10.0, max(3.0, th.update_ratio_guide_cs231n / max(typical, 1e-12)))
+        msg = (f"{text} The smoothed loss (median of {v.window} steps) only reached {fmt(end)} at step {end_step} "
+               f"({level}).")
+        layers = tuple(x.name for x in V.flagged(rows, (V.TOO_SMALL,)))
+        tags, chart = (T.TRAIN_LOSS, UPDATE_TAGS_NOTE), "updates"
+        aim = (f" to bring the updates towards {fmt(th.update_ratio_guide_cs231n)} to "
+               f"{fmt(th.update_ratio_guide_notes)} of the weights per step")
     else:
         # No update ratios (e.g. a TensorBoard log): a slow, still-steady decline is the signature.
         start = float(sm.iloc[0])
         total = start - end
-        third = sm.iloc[int(len(sm) * 2 / 3)]
-        late = float(third) - end
+        i3 = int(len(sm) * 2 / 3)
+        late = float(sm.iloc[i3]) - end
         if total <= 0.01 * abs(start) or late < 0.25 * total:
             return []
-        evidence.update({"loss_drop_total": total, "loss_drop_last_third": late})
+        a, b, c = int(sm.index[0]), int(sm.index[i3]), end_step
+        evidence.update(loss_drop_total=total, loss_drop_total_steps=[a, c], loss_drop_last_third=late,
+                        loss_drop_last_third_steps=[b, c])
         factor = 3.0
-        msg = (f"The loss is still falling at the same pace at the end ({fmt(late)} of its {fmt(total)} drop came in "
-               f"the last third) but only reached {fmt(end)} ({v.level_text(end)}).")
-        tags = (T.TRAIN_LOSS,)
-        chart = "overview"
+        msg = (f"The smoothed loss (median of {v.window} steps) is still falling at the same pace at the end: "
+               f"{fmt(late)} of its {fmt(total)} drop over steps {a}-{c} came in steps {b}-{c}, yet it only reached "
+               f"{fmt(end)} at step {end_step} ({level}).")
+        layers, tags, chart, aim = (), (T.TRAIN_LOSS,), "overview", ""
     if v.lr is not None:
         msg += f" Learning rate: {fmt(v.lr)}."
+    evidence["lr_factor"] = factor
     return [Finding(
         rule="lr_too_low", severity="warning", title="Learning rate too low",
         message=msg,
-        advice=(f"Multiply the learning rate by 3 to 10 (the fix uses {fmt(factor, 2)}x) and aim for update ratios "
-                "around 1e-3 to 1e-2; a short learning-rate range test finds the largest stable value."),
-        evidence=evidence, steps=(int(sm.index[0]), int(sm.index[-1])), layers=(),
+        advice=(f"Multiply the learning rate by {fmt(factor, 2)} (the fix below){aim}; a short learning-rate "
+                "range test finds the largest stable value."),
+        evidence=evidence, steps=(int(sm.index[0]), end_step), layers=layers,
         fix=fixes.lr_times(v, factor), chart=chart, tags=tags,
     )]

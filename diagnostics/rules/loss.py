@@ -1,4 +1,5 @@
-"""Loss-curve rules: nan_loss, loss_plateau, bad_init_loss, and short_run (too little data)."""
+"""Loss-curve rules: nan_loss, loss_plateau, bad_init_loss, short_run (too little data) and
+live_run (a run still being written: end-of-run verdicts wait)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,55 @@ from ..finding import Finding
 from ..view import RunView, fmt, pct
 from . import fixes
 
+# Rules whose verdict is about how the run ends; a live run gets them once enough of it has passed
+# (Thresholds.live_min_progress; RunView.judges_end).
+END_OF_RUN_RULES = ("underfitting", "overfitting", "loss_plateau", "low_confidence", "lr_too_low")
+
 
 def short_run(v: RunView) -> list[Finding]:
     """Too few loss values for trend rules: say so instead of staying silent."""
     n = len(v.finite_loss)
     if v.enough_loss or (n == 0 and v.first_nonfinite is not None):
         return []
-    what = "no train/loss values" if n == 0 else f"only {n} finite train/loss value{'s' * (n != 1)}"
+    evidence = {"finite_loss_values": n, "min_steps": v.th.min_steps}
+    if n == 0:
+        what = "no finite train/loss values"
+    else:
+        a, b = int(v.finite_loss.index[0]), int(v.finite_loss.index[-1])
+        what = f"only {n} finite train/loss value{'s' * (n != 1)} (steps {a}-{b})"
+        evidence["finite_loss_values_steps"] = [a, b]
     return [Finding(
         rule="short_run", severity="info", title="Too few steps to judge trends",
         message=(f"The run has {what}; rules that read trends (divergence, plateaus, over- and "
                  f"underfitting) need at least {v.th.min_steps} and were skipped."),
         advice="Let the run go on for more steps (or record more often) and ask again.",
-        evidence={"finite_loss_values": n, "min_steps": v.th.min_steps},
+        evidence=evidence,
         steps=(int(v.loss.index[0]), int(v.loss.index[-1])) if len(v.loss) else None,
         chart="overview", tags=(T.TRAIN_LOSS,),
+    )]
+
+
+def live_run(v: RunView) -> list[Finding]:
+    """A live run whose end-of-run verdicts are held back: say which, and until when."""
+    if v.judges_end or not v.enough_loss:
+        return []
+    evidence = {"last_step": v.last_step, "live_min_progress": v.th.live_min_progress}
+    if v.total_steps is not None:
+        wait = int(np.ceil(v.th.live_min_progress * v.total_steps))
+        evidence.update(total_steps=v.total_steps, progress=v.progress, progress_step=v.last_step,
+                        judged_from_step=wait)
+        when = (f"It is at step {v.last_step} of {v.total_steps} ({pct(v.progress)}); they are given from step "
+                f"{wait} ({pct(v.th.live_min_progress)} of the run) on.")
+    else:
+        when = (f"It is at step {v.last_step}, and the run's metadata does not say how many steps are planned "
+                "(total_steps), so they wait until the run ends.")
+    return [Finding(
+        rule="live_run", severity="info", title="Run in progress: end-of-run verdicts wait",
+        message=("The run is still training. Verdicts about how it ends (underfitting, overfitting, a final "
+                 "plateau, low confidence, a too-low learning rate) are held back: early in a run the loss is high "
+                 "because it has not had time yet, and the validation loss still jumps around. " + when),
+        advice="Watch the loss; ask again later. Blow-ups, NaNs, dead units and gradient problems are reported live.",
+        evidence=evidence, steps=(int(v.loss.index[0]), v.last_step), chart="overview", tags=(T.TRAIN_LOSS,),
     )]
 
 
@@ -41,20 +76,23 @@ def nan_loss(v: RunView) -> list[Finding]:
     if not bad.any() and not eval_bad and not len(nan_events):
         return []
     evidence, tags = {}, [T.TRAIN_LOSS]
+    before_any_update = False
     if bad.any():
         idx = s.index[bad]
         first, last = int(idx[0]), int(idx[-1])
+        # The first recorded loss is computed before any update: a NaN there is not the step size.
+        before_any_update = first == int(s.index[0])
         before = v.finite_loss[v.finite_loss.index < first]
-        evidence.update(first_nonfinite_step=first, nonfinite_steps=int(bad.sum()), recorded_steps=len(vals),
-                        last_finite_loss=float(before.iloc[-1]) if len(before) else None,
-                        last_finite_step=int(before.index[-1]) if len(before) else None)
+        evidence.update(first_nonfinite_step=first, nonfinite_count=int(bad.sum()), nonfinite_count_steps=[first, last],
+                        recorded_count=len(vals), recorded_count_steps=[int(s.index[0]), int(s.index[-1])])
         kinds = sorted({"NaN" if np.isnan(x) else "inf" for x in vals[bad]})
-        msg = (f"The train loss became {'/'.join(kinds)} at step {first} ({int(bad.sum())} of {len(vals)} recorded "
-               f"steps non-finite).")
+        msg = (f"The train loss became {'/'.join(kinds)} at step {first} ({int(bad.sum())} of the {len(vals)} recorded "
+               f"steps {int(s.index[0])}-{int(s.index[-1])} are non-finite).")
         if len(before):
+            evidence.update(last_finite_loss=float(before.iloc[-1]), last_finite_loss_step=int(before.index[-1]))
             msg += f" Last finite value: {fmt(before.iloc[-1])} at step {int(before.index[-1])}."
         else:
-            msg += " It was never finite, so the very first forward pass produced it, before any update."
+            msg += " The first loss was already non-finite: the very first forward pass produced it, before any update."
     else:
         first = last = None
         msg = ""
@@ -66,20 +104,25 @@ def nan_loss(v: RunView) -> list[Finding]:
         first = int(e_idx[0]) if first is None else min(first, int(e_idx[0]))
         last = int(e_idx[-1]) if last is None else max(last, int(e_idx[-1]))
     if len(nan_events):
+        steps = nan_events["step"].dropna()
         evidence["nonfinite_events"] = int(len(nan_events))
+        if len(steps):
+            evidence["nonfinite_events_steps"] = [int(steps.min()), int(steps.max())]
         if first is None:
-            steps = nan_events["step"].dropna()
             if len(steps):
                 first, last = int(steps.min()), int(steps.max())
             msg += f" The recorder logged {len(nan_events)} non-finite loss event(s)."
-    never_finite = bad.any() and v.finite_loss.empty
-    advice = ("Look for the cause among the other findings first (a too-high learning rate is the usual one). "
-              "Otherwise clip the gradient norm at 1-10, check inputs and labels for NaN/Inf, and compute the "
-              "loss from logits (cross_entropy / log_softmax) rather than log(softmax).")
-    if never_finite:
+    if before_any_update:
         advice = ("The first loss was already non-finite, before any update: check the inputs and labels for "
                   "NaN/Inf and the loss function (log of zero, division by zero) before tuning anything.")
-    fix = {} if never_finite else {**fixes.lr_times(v, 0.1), **fixes.grad_clip(v)}
+        fix = {}
+    else:
+        evidence["lr_divisor"] = 10
+        advice = ("Look for the cause among the other findings first (a too-high learning rate is the usual one). "
+                  "Otherwise divide the learning rate by 10 and clip the gradient norm (the fix below), check inputs "
+                  "and labels for NaN/Inf, and compute the loss from logits (cross_entropy / log_softmax) rather "
+                  "than log(softmax).")
+        fix = {**fixes.lr_times(v, 0.1), **fixes.grad_clip(v)}
     return [Finding(
         rule="nan_loss", severity="critical", title="Loss became NaN/Inf", message=msg.strip(), advice=advice,
         evidence=evidence, steps=(first, last) if first is not None else None, fix=fix,
@@ -87,41 +130,82 @@ def nan_loss(v: RunView) -> list[Finding]:
     )]
 
 
+def _after_last_sustained(mask: np.ndarray, sustained: int) -> int:
+    """Index just after the last run of at least `sustained` True values in a row (0 if none)."""
+    start, run = 0, 0
+    for i, hit in enumerate(mask):
+        run = run + 1 if hit else 0
+        if run >= sustained:
+            start = i + 1
+    return start
+
+
+def plateau_start(sm, tol: float, sustained: int, far: float) -> int:
+    """Index of the first value of the final plateau of the smoothed loss: the first value within
+    `tol` above its last value (from there on it improved by less than `tol`), after the loss was
+    last clearly elsewhere for `sustained` recorded steps in a row (the smoothing window, so a few
+    noisy batches do not count): below the band (it had been lower and climbed back, so it did not
+    stay there) or `far` times above it (a blow-up it came back from)."""
+    vals = sm.to_numpy(dtype=float)
+    end = vals[-1]
+    away = (vals < end * (1 - tol) - 1e-12) | (vals > end * far)
+    start = min(_after_last_sustained(away, sustained), len(vals) - 1)
+    near = vals[start:] <= end * (1 + tol) + 1e-12
+    return start + int(np.argmax(near))
+
+
 def loss_plateau(v: RunView) -> list[Finding]:
-    """The train loss stopped improving for a long final stretch while still high."""
+    """The train loss stopped moving for a long final stretch while still high."""
     th = v.th
-    if v.little_progress is None:
+    if not v.judges_end or v.little_progress is None:
         return []
     sm, ref = v.smooth, v.reference_loss
     end, rel = v.little_progress
-    # The plateau starts where the smoothed loss first came within plateau_tol of its final level.
-    near = sm.to_numpy() <= end * (1 + th.plateau_tol) + 1e-12
-    start = int(sm.index[int(np.argmax(near))])
+    start = int(sm.index[plateau_start(sm, th.plateau_tol, v.window, th.diverge_factor)])
     first, last = int(sm.index[0]), int(sm.index[-1])
     span = max(1, last - first)
     frac = (last - start) / span
     if frac < th.plateau_min_frac:
         return []
     init = v.init_loss if v.init_loss is not None else float(sm.iloc[0])
+    init_step = first
+    evidence = {"plateau_start_step": start, "plateau_fraction": frac, "plateau_fraction_steps": [start, last],
+                "plateau_level": end, "plateau_level_step": last, "smooth_window": v.window,
+                "relative_level": rel, "relative_level_step": last, "reference_loss": ref,
+                "loss_floor": v.loss_floor, "plateau_tol": th.plateau_tol, "plateau_min_frac": th.plateau_min_frac,
+                "progress_frac": th.progress_frac, "diverge_factor": th.diverge_factor}
+    before = sm[sm.index < start]
+    low, low_step = (float(before.min()), int(before.idxmin())) if len(before) else (end, start)
+    low_rel = v.relative(low)
     learned_first = rel < 0.8  # got clearly below chance level before stalling
-    msg = (f"The train loss has stayed around {fmt(end)} since step {start} ({pct(frac)} of the run) without "
-           f"improving by more than {pct(th.plateau_tol)}; that is {v.level_text(end)}.")
-    if learned_first:
-        msg += f" It fell from {fmt(init)} before stalling."
-        advice = ("The loss stalled after some progress: decay the learning rate on plateau (divide by 2-10 when "
-                  "the loss stops improving) and check whether the model has enough capacity.")
+    msg = (f"The smoothed train loss (median of {v.window} steps) has not improved by more than "
+           f"{pct(th.plateau_tol)} from step {start} to step {last} ({pct(frac)} of the run), where it is "
+           f"{fmt(end)}: {v.level_text(end)}.")
+    if not learned_first and low < end * (1 - th.plateau_tol) and low_rel is not None and low_rel < 0.8:
+        # It had learned and lost it again: the plateau is where a collapse ended, not a stall.
+        msg += f" Before that it had been down to {fmt(low)} at step {low_step}: the run learned, then lost it."
+        evidence.update(lowest_before=low, lowest_before_step=low_step)
+        advice = ("The loss came back up to this level after having been far lower: look at what broke the run "
+                  "(the learning-rate, dead-unit and gradient findings) rather than at the plateau itself.")
+        fix = {}
+    elif learned_first:
+        msg += f" It fell from {fmt(init)} at step {init_step} before stalling."
+        evidence.update(initial_loss=init, initial_loss_step=init_step)
+        advice = ("The loss stalled after some progress: decay the learning rate when the loss stops improving (the "
+                  "'plateau' schedule) and check whether the model has enough capacity.")
         fix = {"schedule": "plateau"} if v.hparam("schedule") == "constant" else {}
     else:
+        came_down = init > 1.5 * end
         msg += (" It never got clearly below chance level" +
-                (f" (it came down from {fmt(init)} only to there)." if init > 1.5 * end else "."))
+                (f" (it came down from {fmt(init)} at step {init_step} only to there)." if came_down else "."))
+        if came_down:
+            evidence.update(initial_loss=init, initial_loss_step=init_step)
         advice = ("The model is not learning: check the other findings (gradient flow, dead units, learning rate), "
                   "that the labels match the inputs, and that the optimizer receives the model's parameters.")
         fix = {}
     return [Finding(
         rule="loss_plateau", severity="warning", title="Loss plateau", message=msg, advice=advice,
-        evidence={"plateau_start": start, "plateau_fraction": frac, "plateau_level": end, "reference_loss": ref,
-                  "initial_loss": init, "plateau_tol": th.plateau_tol, "plateau_min_frac": th.plateau_min_frac,
-                  "progress_frac": th.progress_frac},
+        evidence=evidence,
         steps=(start, last), fix=fix, chart="overview", tags=(T.TRAIN_LOSS,),
     )]
 
@@ -136,10 +220,11 @@ def bad_init_loss(v: RunView) -> list[Finding]:
     if th.bad_init_low <= ratio <= th.bad_init_high or abs(init - chance) < th.bad_init_abs:
         return []
     first = int(v.loss.index[0])
-    evidence = {"initial_loss": init, "expected_loss": chance, "n_classes": v.n_classes, "ratio": ratio,
-                "bad_init_low": th.bad_init_low, "bad_init_high": th.bad_init_high}
-    msg = (f"The loss at the start is {fmt(init)}, {fmt(ratio, 2)}x the {fmt(chance)} (= ln {v.n_classes}) of a "
-           f"uniform guess over {v.n_classes} classes.")
+    evidence = {"initial_loss": init, "initial_loss_step": first, "expected_loss": chance, "n_classes": v.n_classes,
+                "ratio": ratio, "ratio_step": first, "bad_init_low": th.bad_init_low,
+                "bad_init_high": th.bad_init_high, "bad_init_abs": th.bad_init_abs}
+    msg = (f"The loss at step {first}, before any update, is {fmt(init)}: {fmt(ratio, 2)}x the {fmt(chance)} "
+           f"(= ln {v.n_classes}) of a uniform guess over {v.n_classes} classes.")
     bs = v.hparam("batch_size")
     if ratio > th.bad_init_high:
         severity = "warning"

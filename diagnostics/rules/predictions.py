@@ -11,19 +11,32 @@ from ..finding import Finding
 from ..view import RunView, fmt
 
 
-def _last_mean(s, n: int = 3) -> float | None:
+def _last_mean(s, n: int = 3) -> tuple[float, list[int]] | None:
+    """(mean, [first, last step]) of the last n values."""
     s = s.dropna()
-    return float(s.iloc[-n:].mean()) if len(s) else None
+    if s.empty:
+        return None
+    tail = s.iloc[-n:]
+    return float(tail.mean()), [int(tail.index[0]), int(tail.index[-1])]
 
 
-def _ece(v: RunView, split: str) -> float | None:
-    """Expected calibration error of the last calibration table of `split`, if recorded."""
+def _tail_mean(v: RunView, s) -> tuple[float, list[int]] | None:
+    """(mean, [first, last step]) over the last part of the run (tail_frac of the values)."""
+    s = s.dropna()
+    if s.empty:
+        return None
+    tail = v.tail(s)
+    return float(tail.mean()), [int(tail.index[0]), int(tail.index[-1])]
+
+
+def _ece(v: RunView, split: str) -> tuple[float, int] | None:
+    """(expected calibration error, step) of the last calibration table of `split`, if recorded."""
     tables = v.run.tables(T.calibration(split))
     if not tables:
         return None
-    _, table = tables[-1]
+    step, table = tables[-1]
     if isinstance(table.get("ece"), (int, float)):
-        return float(table["ece"])
+        return float(table["ece"]), int(step)
     try:
         count = np.asarray(table["count"], float)
         conf = np.asarray(table["confidence"], float)
@@ -32,7 +45,7 @@ def _ece(v: RunView, split: str) -> float | None:
         return None
     ok = np.isfinite(conf) & np.isfinite(acc) & (count > 0)
     total = count[ok].sum()
-    return float(np.sum(count[ok] * np.abs(conf[ok] - acc[ok])) / total) if total > 0 else None
+    return (float(np.sum(count[ok] * np.abs(conf[ok] - acc[ok])) / total), int(step)) if total > 0 else None
 
 
 def overconfidence(v: RunView) -> list[Finding]:
@@ -44,29 +57,34 @@ def overconfidence(v: RunView) -> list[Finding]:
     if split is None:
         return []
     conf_s, acc_s = v.split_series(split, "confidence"), v.split_series(split, "accuracy")
-    conf, acc = _last_mean(conf_s), _last_mean(acc_s)
-    if conf is None or acc is None:
+    c, a = _last_mean(conf_s), _last_mean(acc_s)
+    if c is None or a is None:
         return []
+    (conf, conf_steps), (acc, acc_steps) = c, a
     gap = conf - acc
-    ece = _ece(v, split)
     if gap < th.overconfidence_gap:
         return []
-    train_conf = _last_mean(v.run.series(T.split_metric("train", "confidence")), 10)
-    msg = (f"On {split}, the mean confidence {fmt(conf)} is {fmt(gap, 2)} above the accuracy {fmt(acc)} "
-           f"(last evaluations; limit {fmt(th.overconfidence_gap, 2)}).")
+    steps = [min(conf_steps[0], acc_steps[0]), max(conf_steps[1], acc_steps[1])]
+    evidence = {"confidence": conf, "confidence_steps": conf_steps, "accuracy": acc, "accuracy_steps": acc_steps,
+                "gap": gap, "gap_steps": steps, "overconfidence_gap": th.overconfidence_gap}
+    msg = (f"On {split}, the mean confidence {fmt(conf)} is {fmt(gap, 2)} above the accuracy {fmt(acc)} (means of the "
+           f"last evaluations, steps {steps[0]}-{steps[1]}; limit {fmt(th.overconfidence_gap, 2)}).")
+    ece = _ece(v, split)
     if ece is not None:
-        msg += f" Expected calibration error: {fmt(ece, 2)}."
+        evidence.update(ece=ece[0], ece_step=ece[1])
+        msg += f" Expected calibration error at step {ece[1]}: {fmt(ece[0], 2)}."
+    train_conf = _last_mean(v.run.series(T.split_metric("train", "confidence")), 10)
     if train_conf is not None:
-        msg += f" Train confidence: {fmt(train_conf)}."
+        evidence.update(train_confidence=train_conf[0], train_confidence_steps=train_conf[1])
+        msg += f" Train confidence: {fmt(train_conf[0])} (steps {train_conf[1][0]}-{train_conf[1][1]})."
     ls = v.hparam("label_smoothing")
     fix = {"label_smoothing": 0.1} if isinstance(ls, (int, float)) and ls < 0.1 else {}
     return [Finding(
         rule="overconfidence", severity="warning", title="Overconfident predictions", message=msg,
-        advice=("The model is surer than it is right: use label smoothing 0.05-0.1, stop earlier or regularize "
-                "(weight decay, dropout), and calibrate with temperature scaling if scores are used as probabilities."),
-        evidence={"confidence": conf, "accuracy": acc, "gap": gap, "ece": ece, "train_confidence": train_conf,
-                  "overconfidence_gap": th.overconfidence_gap},
-        steps=(int(conf_s.index[max(0, len(conf_s) - 3)]), int(conf_s.index[-1])), fix=fix, chart="predictions",
+        advice=("The model is surer than it is right: use label smoothing" + (" (the fix below)" if fix else "") +
+                ", stop earlier or regularize (weight decay, dropout), and calibrate with temperature scaling if "
+                "scores are used as probabilities."),
+        evidence=evidence, steps=(steps[0], steps[1]), fix=fix, chart="predictions",
         tags=(T.split_metric(split, "confidence"), T.split_metric(split, "accuracy"), T.calibration(split)),
     )]
 
@@ -74,25 +92,29 @@ def overconfidence(v: RunView) -> list[Finding]:
 def low_confidence(v: RunView) -> list[Finding]:
     """Predictions stay close to a uniform guess, or are much less confident than they are accurate."""
     th = v.th
-    if v.first_nonfinite is not None:
+    if not v.judges_end or v.first_nonfinite is not None:
         return []  # after a NaN loss the predictions say nothing about calibration
     split = v.eval_split
     src = split if split and len(v.split_series(split, "confidence")) else "train"
     conf_s = v.split_series(src, "confidence")
-    if conf_s.empty:
+    c = _tail_mean(v, conf_s)
+    if c is None:
         return []
-    conf = float(v.tail(conf_s).mean())
-    acc_s = v.split_series(src, "accuracy")
-    acc = float(v.tail(acc_s).mean()) if len(acc_s) else None
-    evidence = {"confidence": conf, "accuracy": acc, "split": src, "n_classes": v.n_classes,
+    conf, conf_steps = c
+    a = _tail_mean(v, v.split_series(src, "accuracy"))
+    acc, acc_steps = a if a is not None else (None, None)
+    evidence = {"confidence": conf, "confidence_steps": conf_steps, "split": src, "n_classes": v.n_classes,
                 "low_confidence_frac": th.low_confidence_frac, "underconfidence_gap": th.underconfidence_gap}
+    if acc is not None:
+        evidence.update(accuracy=acc, accuracy_steps=acc_steps)
+    where = f"steps {conf_steps[0]}-{conf_steps[1]}"
     # Label smoothing e trains towards a top probability of 1 - e + e/C: near that cap, hedging is
     # what the loss asks for, not a model that has yet to learn.
     eps = v.hparam("label_smoothing")
     capped, note = False, ""
     if isinstance(eps, (int, float)) and eps > 0 and v.n_classes:
         cap = 1 - eps + eps / v.n_classes
-        evidence["label_smoothing_cap"] = cap
+        evidence.update(label_smoothing=eps, label_smoothing_cap=cap)
         if conf >= 0.8 * cap:
             capped = True
             note = (f" Label smoothing {fmt(eps)} trains the model towards a top probability of {fmt(cap)}, "
@@ -102,13 +124,16 @@ def low_confidence(v: RunView) -> list[Finding]:
     if v.n_classes:
         uniform = 1 / v.n_classes
         limit = uniform + th.low_confidence_frac * (1 - uniform)
-        evidence.update(uniform=uniform, limit=limit)
+        evidence.update(uniform=uniform, low_confidence_limit=limit)
         if conf < limit:
-            reasons.append(f"the mean max-probability on {src} is {fmt(conf)}, close to the {fmt(uniform)} of a uniform "
-                           f"guess over {v.n_classes} classes (limit {fmt(limit)})")
+            reasons.append(f"the mean max-probability on {src} over {where} is {fmt(conf)}, close to the "
+                           f"{fmt(uniform)} of a uniform guess over {v.n_classes} classes (limit {fmt(limit)})")
     # Early in training confidence lags accuracy (logits are still small): judge it once learning slowed.
     if acc is not None and acc - conf >= th.underconfidence_gap and settled:
-        reasons.append(f"the model is right {fmt(acc)} of the time on {src} but only {fmt(conf)} confident")
+        evidence.update(underconfidence=acc - conf, underconfidence_steps=[min(conf_steps[0], acc_steps[0]),
+                                                                             max(conf_steps[1], acc_steps[1])])
+        reasons.append(f"the model is right {fmt(acc)} of the time on {src} but only {fmt(conf)} confident "
+                       f"(means over {where})")
     if not reasons:
         return []
     severity = "warning"
@@ -126,7 +151,8 @@ def low_confidence(v: RunView) -> list[Finding]:
         rule="low_confidence", severity=severity, title="Low-confidence predictions",
         message="Predictions hedge: " + "; ".join(reasons) + "." + note,
         advice=("If accuracy is also low the model has not learned yet (see the other findings); if accuracy is fine, "
-                "heavy label smoothing or dropout is flattening the outputs - reduce them."),
-        evidence=evidence, steps=(int(v.tail(conf_s).index[0]), int(conf_s.index[-1])), fix=fix,
+                "heavy label smoothing or dropout is flattening the outputs - reduce them"
+                + (" (the fix below)" if fix else "") + "."),
+        evidence=evidence, steps=(conf_steps[0], conf_steps[1]), fix=fix,
         chart="predictions", tags=(T.split_metric(src, "confidence"), T.split_metric(src, "accuracy")),
     )]
