@@ -33,6 +33,20 @@ from __future__ import annotations
 # The probes compute them by these names (probes/activations.py, parameters.py, logits.py), in
 # this order, and the charts and rules read them by the same names.
 ACT_STATS = ("mean", "std", "frac_zero", "frac_dead", "frac_saturated", "nonfinite")
+# What each statistic measures, in a few words with its unit: the title a chart gives it.
+STAT_TITLES = {
+    "mean": "mean",
+    "std": "std",
+    "frac_zero": "zeros (fraction)",
+    "frac_dead": "dead units (fraction)",
+    "frac_saturated": "saturated (fraction)",
+    "nonfinite": "non-finite (count)",
+    "norm": "L2 norm",
+    "abs_mean": "mean |value|",
+    "confidence": "confidence (mean max-probability)",
+    "entropy": "entropy (nats)",
+    "accuracy": "accuracy (fraction correct)",
+}
 GRAD_STATS = ("norm", "abs_mean", "nonfinite")
 WEIGHT_STATS = ("norm",)
 LOGIT_STATS = ("confidence", "entropy", "accuracy")

@@ -10,21 +10,14 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from runstore import tags
+
 from ..colors import ALERT_LINE, depth_colors
 from ..format import number
 from ..series_ops import MAX_POINTS, series_xy
 from .base import (MAX_DECADES, STEP_TITLE, NoDataError, add_level, highlight_steps, line, log_range, plain,
                    set_log_range, style, use_webgl)
 
-# Titles with units for the activation statistics of runstore.tags.ACT_STATS.
-ACT_STAT_TITLES = {
-    "mean": "mean",
-    "std": "std",
-    "frac_dead": "dead units (fraction)",
-    "frac_saturated": "saturated (fraction)",
-    "frac_zero": "zeros (fraction)",
-    "nonfinite": "non-finite (count)",
-}
 # A row switches to a symmetric-log scale when one layer's peak is this many times the typical
 # layer's peak: on a linear axis that layer would squeeze the typical one into an eighth of the height.
 SYMLOG_SPREAD = 8.0
@@ -226,7 +219,7 @@ def layer_grid_figure(stats: dict[str, dict[str, pd.Series]], layers: list[str],
     rows = [s for s in stats if any(not v.empty for v in stats[s].values())]
     if not rows or not layers:
         raise NoDataError("no per-layer statistics recorded")
-    titles = titles or ACT_STAT_TITLES
+    titles = titles or tags.STAT_TITLES
     labels = {n: plain((labels or {}).get(n, n)) for n in layers}
     levels, segments = levels or {}, segments or {}
     colors = _colors(layers, colors)

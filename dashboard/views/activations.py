@@ -14,7 +14,7 @@ from ..colors import layer_colors
 from ..extract import act_stats
 from ..figures.base import NoDataError, plain
 from ..figures.histograms import hist_at_step_figure, hist_heatmap_figure
-from ..figures.layers import ACT_STAT_TITLES, Level, layer_grid_figure
+from ..figures.layers import Level, layer_grid_figure
 from ..format import md_escape, number
 from ..loading import RunHandle
 from ..page_verdicts import preferred_layers, segments, verdict_table
@@ -26,6 +26,10 @@ HEALTHY = ("every layer keeps a similar, steady spread of activations (std neith
            "nor growing step after step), with few dead units and few saturated outputs.")
 NO_DEAD_PANEL = ("No dead-unit chart: this network has no ReLU-like activation, the only kind whose outputs can be "
                  "exactly zero for every input.")
+# Statistics with no chart of their own: zeros duplicate the dead-unit panel for ReLUs (and are ~0 for
+# anything else), and non-finite counts are reported by the advice when they appear. Every other
+# statistic of tags.ACT_STATS gets a row, so a newly recorded one shows up without a page change.
+NOT_CHARTED = ("frac_zero", "nonfinite")
 NO_SATURATION_PANEL = ("No saturation chart: this network has no bounded activation (sigmoid, tanh, hardtanh), the "
                        "only kind whose outputs can pile up at a bound.")
 
@@ -49,9 +53,14 @@ class PageData:
 
     def stats(self, picked: list[str]) -> dict:
         """{stat: {module: series}} of the rows to draw for the picked modules."""
-        out = act_stats(self.run, picked, ("mean", "std"))
-        out.update(act_stats(self.run, [m for m in picked if m in self.can_die], ("frac_dead",)))
-        out.update(act_stats(self.run, [m for m in picked if m in self.bounded], ("frac_saturated",)))
+        # Panels with a verdict apply only to the modules it judges (see __init__).
+        applies = {"frac_dead": self.can_die, "frac_saturated": self.bounded}
+        out = {}
+        for stat in tags.ACT_STATS:
+            if stat in NOT_CHARTED:
+                continue
+            modules = [m for m in picked if m in applies[stat]] if stat in applies else picked
+            out.update(act_stats(self.run, modules, (stat,)))
         return out
 
     def levels(self) -> dict[str, list[Level]]:
@@ -68,7 +77,7 @@ class PageData:
         shown = [m for m in self.modules if m in picked]
         segs = {"frac_dead": segments([v for v in self.dead if v.name in shown]),
                 "frac_saturated": segments([v for v in self.saturation if v.name in shown])}
-        return layer_grid_figure(self.stats(shown), shown, titles=ACT_STAT_TITLES, colors=colors, labels=self.labels,
+        return layer_grid_figure(self.stats(shown), shown, titles=tags.STAT_TITLES, colors=colors, labels=self.labels,
                                  levels=self.levels(), segments=segs, highlight=highlight)
 
 
