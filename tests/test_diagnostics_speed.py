@@ -1,10 +1,10 @@
-"""load_run on a long run: 100,000 steps with 30 watched layers at the probes' cadence loads in under
-2 s (benchmarks/load_run.py writes the run; best of 3 to ride out a busy machine)."""
+"""A long run (100,000 steps, 30 watched layers at the probes' cadence) is read completely and
+advised without error. How long that takes is measured by benchmarks/load_run.py (target < 2 s to
+load), not here: a test must not depend on how busy the machine is."""
 
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 
 import diagnostics
@@ -20,19 +20,14 @@ def _benchmark_module():
     return mod
 
 
-def test_long_run_loads_in_under_two_seconds(tmp_path):
+def test_long_run_is_read_completely_and_advised(tmp_path):
     bench = _benchmark_module()
     path = tmp_path / "run"
     bench.synthesize(path, steps=100_000, layers=30, every=10, flush=100, bins=40)
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        run = diagnostics.load_run(path)
-        best = min(best, time.perf_counter() - t0)
+    run = diagnostics.load_run(path)
     assert len(run.series(T.TRAIN_LOSS)) == 100_000
     assert len(run.series(T.act("layers.1", "frac_dead"))) == 10_000
     assert run.histograms(T.grad("layers.0.weight")).counts.shape == (10_000, 40)
-    assert best < 2.0, f"load_run took {best:.2f} s"
-    t0 = time.perf_counter()
-    diagnostics.advise(run)
-    assert time.perf_counter() - t0 < 5.0
+    assert not run.warnings
+    findings = diagnostics.advise(run)
+    assert not [f for f in findings if f.rule == "rule_failed"]
