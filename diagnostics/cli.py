@@ -1,7 +1,10 @@
 """Command line: python -m diagnostics advise RUN_DIR [--json] [--fail-on warning|critical] [--verdicts].
 
 Exit status: 0 when no finding reaches --fail-on, 1 when one does, 2 when the run cannot be read
-or the arguments are wrong. Colour only when stdout is a terminal and NO_COLOR is unset.
+(or holds no recorded numbers) or the arguments are wrong, 3 when the diagnostics themselves failed
+(a bug: one line on stderr, the traceback only with TRAINDIAG_DEBUG=1). Colour only when stdout is a
+terminal and NO_COLOR is unset. The `traindiag-advise RUN_DIR` script is the same without the
+`advise` word.
 """
 
 from __future__ import annotations
@@ -21,15 +24,19 @@ from .finding import SEVERITIES, SEVERITY_RANK, Finding
 from .loading import load_run
 from .thresholds import Thresholds
 
-EXIT_OK, EXIT_FINDINGS, EXIT_UNREADABLE = 0, 1, 2
+EXIT_OK, EXIT_FINDINGS, EXIT_UNREADABLE, EXIT_INTERNAL = 0, 1, 2, 3
 _COLORS = {"critical": "\033[1;31m", "warning": "\033[33m", "info": "\033[36m"}
 _DIM, _BOLD, _RESET = "\033[2m", "\033[1m", "\033[0m"
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m diagnostics", description="Training diagnostics for recorded runs.")
-    sub = p.add_subparsers(dest="command", required=True)
-    a = sub.add_parser("advise", help="print findings for one run (run directory or TensorBoard log directory)")
+def _parser(prog: str = "python -m diagnostics", *, subcommand: bool = True) -> argparse.ArgumentParser:
+    description = "Training diagnostics for recorded runs."
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    if subcommand:
+        sub = p.add_subparsers(dest="command", required=True)
+        a = sub.add_parser("advise", help="print findings for one run (run directory or TensorBoard log directory)")
+    else:  # traindiag-advise RUN_DIR: the script is the advise command itself
+        a = p
     a.add_argument("run_dir", help="run directory written by probes, or a TensorBoard log directory")
     a.add_argument("--json", action="store_true", help="print a JSON list of findings instead of a table")
     a.add_argument("--fail-on", choices=("warning", "critical"), default=None,
@@ -127,9 +134,27 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m diagnostics` (and the traindiag-advise script)."""
-    args = _parser().parse_args(argv)
+def main(argv: list[str] | None = None, *, prog: str = "python -m diagnostics", subcommand: bool = True) -> int:
+    """Entry point of `python -m diagnostics`."""
+    args = _parser(prog, subcommand=subcommand).parse_args(argv)
+    try:
+        return _advise(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001 - a bug must not read as "findings" (1) or dump a traceback
+        if os.environ.get("TRAINDIAG_DEBUG"):
+            raise
+        print(f"internal error: the diagnostics failed on {args.run_dir}: {type(e).__name__}: {e} "
+              f"(set TRAINDIAG_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def advise_script(argv: list[str] | None = None) -> int:
+    """Entry point of the `traindiag-advise RUN_DIR` console script."""
+    return main(argv, prog="traindiag-advise", subcommand=False)
+
+
+def _advise(args) -> int:
     try:
         config = Thresholds().with_overrides(_overrides(args.set))
     except (KeyError, ValueError) as e:
@@ -137,8 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNREADABLE
     try:
         run = load_run(args.run_dir)
-    except RunReadError as e:
+    except (RunReadError, OSError) as e:
         print(f"error: cannot read {args.run_dir}: {e}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    if not run.scalar_tags():
+        detail = f" ({'; '.join(run.warnings)})" if run.warnings else ""
+        print(f"error: cannot read {args.run_dir}: it holds no recorded numbers{detail}", file=sys.stderr)
         return EXIT_UNREADABLE
     judgement = judge(run, config)
     findings = judgement.findings

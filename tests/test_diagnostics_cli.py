@@ -146,3 +146,36 @@ def test_verdicts_option_prints_the_tables_the_findings_read(runs):
     rows = [l.split() for l in text.splitlines() if l.startswith("    net.")][:3]
     assert [(r[0], r[1], " ".join(r[4:6])) for r in rows] == [(f"net.{i}.weight", "0.4", "too large") for i in (0, 2, 4)]
     assert "Verdicts on" not in cli("advise", runs["diverged"]).stdout
+
+
+def test_run_without_numbers_is_unreadable_exit_2(tmp_path):
+    import runstore
+
+    w = runstore.RunWriter(tmp_path / "empty", meta={"name": "empty"})
+    w.close("finished")
+    r = cli("advise", tmp_path / "empty")
+    assert r.returncode == 2 and "no recorded numbers" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_crash_in_the_rules_exits_3_not_1(runs, monkeypatch, capsys):
+    # In-process, so the rules can be broken on purpose: a bug must not look like "findings" (1).
+    from diagnostics import cli as cli_mod
+
+    def broken(*a, **k):
+        raise ZeroDivisionError("planted")
+
+    monkeypatch.setattr(cli_mod, "judge", broken)
+    assert cli_mod.main(["advise", str(runs["healthy"]), "--fail-on", "warning"]) == 3
+    err = capsys.readouterr().err
+    assert "internal error" in err and "planted" in err and "Traceback" not in err
+
+
+def test_console_script_takes_the_run_directly(runs, capsys):
+    from diagnostics import cli as cli_mod
+
+    assert cli_mod.advise_script([str(runs["healthy"])]) == 0
+    with pytest.raises(SystemExit):
+        cli_mod.advise_script(["--help"])
+    out = capsys.readouterr().out
+    assert "usage: traindiag-advise" in out and "python -m diagnostics" not in out
