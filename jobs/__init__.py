@@ -9,12 +9,12 @@ Imports playground.config and runstore only: never torch (the child process does
 Streamlit or Plotly (the dashboard's Train page wraps this package).
 """
 
-from .launcher import LaunchError, child_env, command, launch
+from .launcher import LaunchError, argument_text, child_env, command, launch
 from .rerun import AppliedFix, Change, FixError, apply_fix, changes_between, config_from_hparams, fmt_value, rerunnable
-from .supervisor import (DEFAULT_GRACE_S, LIVE_STATES, MAX_JOBS_LIMIT, STARTING, JobError, JobInfo, JobLimitError,
-                         JobManager, cpu_cores, default_max_jobs, new_run_dir, slugify, wait_for)
+from .supervisor import (DEFAULT_GRACE_S, JOBS_LOCK, LIVE_STATES, MAX_JOBS_LIMIT, STARTING, JobError, JobInfo,
+                         JobLimitError, JobManager, cpu_cores, default_max_jobs, new_run_dir, slugify, wait_for)
 
-__all__ = ["LaunchError", "child_env", "command", "launch", "AppliedFix", "Change", "FixError", "apply_fix",
-           "changes_between", "config_from_hparams", "fmt_value", "rerunnable", "DEFAULT_GRACE_S", "LIVE_STATES",
-           "MAX_JOBS_LIMIT", "STARTING", "JobError", "JobInfo", "JobLimitError", "JobManager", "cpu_cores",
-           "default_max_jobs", "new_run_dir", "slugify", "wait_for"]
+__all__ = ["LaunchError", "argument_text", "child_env", "command", "launch", "AppliedFix", "Change", "FixError",
+           "apply_fix", "changes_between", "config_from_hparams", "fmt_value", "rerunnable", "DEFAULT_GRACE_S",
+           "JOBS_LOCK", "LIVE_STATES", "MAX_JOBS_LIMIT", "STARTING", "JobError", "JobInfo", "JobLimitError",
+           "JobManager", "cpu_cores", "default_max_jobs", "new_run_dir", "slugify", "wait_for"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 from playground.config import Config, ConfigError
@@ -23,6 +24,23 @@ PLAYGROUND_ROOT = Path(__file__).resolve().parent.parent
 
 class LaunchError(RuntimeError):
     """The training process could not be started; the message says why in the user's terms."""
+
+
+def argument_text(field: str, value) -> str:
+    """`value` (None counts as "") as text that can travel in the training process's arguments.
+    LaunchError, naming the field, for a NUL byte (no argument can hold one), another control
+    character (tabs and line breaks excepted) or text that cannot be encoded."""
+    text = "" if value is None else str(value)
+    for ch in text:
+        if ch in "\t\n\r":
+            continue
+        category = unicodedata.category(ch)
+        if category == "Cc":
+            raise LaunchError(f"the {field} must not contain control characters such as {ascii(ch)} "
+                              f"({'a NUL byte' if ch == chr(0) else 'unprintable'}); remove it and try again.")
+        if category == "Cs":
+            raise LaunchError(f"the {field} holds a broken character ({ascii(ch)}); remove it and try again.")
+    return text
 
 
 def child_env(*, threads: int | None = None) -> dict:
@@ -56,11 +74,14 @@ def launch(config: Config, run_dir: str | os.PathLike, *, name: str = "", descri
 
     The process gets its own session (a Ctrl-C meant for the caller does not reach it, and a forced
     stop can end its whole process group: `os.killpg(proc.pid, SIGKILL)`). Raises ConfigError for an
-    invalid config (nothing is started) and LaunchError when the process cannot start.
+    invalid config and LaunchError for a name, description or parent no argument can hold (nothing is
+    created), and LaunchError when the process cannot start.
     """
     if not isinstance(config, Config):
         raise ConfigError(f"expected a playground Config, got {type(config).__name__}.")
     config = config.validate(check_device=False)  # the child checks the device; the caller stays torch-free
+    for field_name, text in (("name", name), ("description", description), ("parent", parent)):
+        argument_text(field_name, text)  # before the folder exists
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / schema.CONFIG_FILE)

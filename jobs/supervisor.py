@@ -15,6 +15,7 @@ process records (runstore), a job's folder <runs>/<slug>-<YYYYmmdd-HHMMSS>/ hold
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -25,14 +26,23 @@ import threading
 import time
 import unicodedata
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: the limit then holds within one app process only
+    fcntl = None
 
 import runstore
 from playground.config import Config, ConfigError
 from runstore import effective_status, is_run_dir, pid_alive, schema, write_json_atomic
+from runstore.files import read_json_or_none
+from runstore.liveness import valid_pid
+from runstore.meta import clean_time
 
-from .launcher import PLAYGROUND_ROOT, LaunchError, child_env, launch
+from .launcher import PLAYGROUND_ROOT, LaunchError, argument_text, child_env, launch
 
 STARTING = "starting"  # the process is up but has not created run.json yet (importing torch, loading data)
 LIVE_STATES = (STARTING, schema.RUNNING)
@@ -40,6 +50,11 @@ LIVE_STATES = (STARTING, schema.RUNNING)
 # before it is killed.
 DEFAULT_GRACE_S = 10.0
 MAX_JOBS_LIMIT = 64
+# The lock file in a runs folder that every app starting jobs there holds (flock) while it counts
+# the live jobs and records a new one, so the limit holds across app processes, not only threads.
+JOBS_LOCK = ".jobs.lock"
+# How long start() waits for another app that is starting a job in the same runs folder.
+LOCK_TIMEOUT_S = 30.0
 # The device probe is a fixed program (no user input): it imports torch in a child process so the
 # app itself never does.
 _DEVICE_PROBE = "import json; from playground.config import available_devices; print(json.dumps(available_devices()))"
@@ -94,11 +109,29 @@ def new_run_dir(runs_dir: str | os.PathLike, name: str, *, now: float | None = N
 
 
 def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    """A small JSON object file of a job (never blocks on a FIFO, never reads a huge file)."""
+    return read_json_or_none(path)
+
+
+def _read_job(path: Path) -> dict | None:
+    """job.json with the types the supervisor relies on (it is a file anyone can edit): a valid pid
+    or None, times as floats or None, texts as strings."""
+    job = _read_json(path)
+    if job is None:
         return None
-    return data if isinstance(data, dict) else None
+    out = dict(job)
+    out["pid"] = job.get("pid") if valid_pid(job.get("pid")) else None
+    for key in ("host", "parent", "job_id"):
+        out[key] = job.get(key) if isinstance(job.get(key), str) else None
+    for key in ("name", "description"):
+        out[key] = job.get(key) if isinstance(job.get(key), str) else ""
+    out["started"] = clean_time(job.get("started")) or 0.0
+    for key in ("stop_requested", "forced_stop"):
+        out[key] = clean_time(job.get(key))
+    grace = job.get("grace_s")
+    out["grace_s"] = float(grace) if isinstance(grace, (int, float)) and not isinstance(grace, bool) \
+        and math.isfinite(grace) and 0 <= grace <= 86_400 else None
+    return out
 
 
 def _cmdline(pid: int) -> str | None:
@@ -247,10 +280,13 @@ class JobManager:
             if config.device not in present:
                 raise ConfigError(f"device: {config.device!r} is not present on this machine; available: "
                                   f"{', '.join(['auto'] + present)}.")
-        name = " ".join(str(name or "").split())[:120]
-        description = " ".join(str(description or "").split())[:500]
+        try:  # before any folder exists: a NUL byte or a control character cannot be an argument
+            name = " ".join(argument_text("name", name).split())[:120]
+            description = " ".join(argument_text("description", description).split())[:500]
+        except LaunchError as e:
+            raise JobError(str(e)) from None
         parent_path = self._parent_path(parent)
-        with self._lock:
+        with self._folder_lock():
             live = [j for j in self.jobs() if j.live]
             if len(live) >= self._max_jobs:
                 raise JobLimitError(
@@ -258,6 +294,35 @@ class JobManager:
                     f"{self._max_jobs}. Stop one (or raise the limit) and start again.")
             run_dir = new_run_dir(self.runs_dir, name or f"{config.workload}-{config.model}")
             return self._launch(run_dir, config, name or run_dir.name, description, parent_path)
+
+    @contextmanager
+    def _folder_lock(self):
+        """Held while counting the live jobs and recording a new one: by this manager's threads (a
+        thread lock) and by every app process on this runs folder (flock on JOBS_LOCK; locks of
+        separate open() calls exclude each other even within one process)."""
+        with self._lock:
+            try:
+                self.runs_dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.runs_dir / JOBS_LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except OSError as e:
+                raise JobError(f"cannot start a job in {self.runs_dir}: {e.strerror or e}.") from None
+            try:
+                if fcntl is not None:
+                    deadline = time.monotonic() + LOCK_TIMEOUT_S
+                    while True:
+                        try:
+                            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                            break
+                        except BlockingIOError:
+                            if time.monotonic() >= deadline:
+                                raise JobError(f"another app is starting a job in {self.runs_dir} and has not "
+                                               f"finished within {LOCK_TIMEOUT_S:g} s; try again.") from None
+                            time.sleep(0.05)
+                        except OSError:  # a file system without flock (some network mounts)
+                            break
+                yield
+            finally:
+                os.close(fd)  # releases the flock
 
     def _parent_path(self, parent) -> str | None:
         if not parent:
@@ -272,14 +337,30 @@ class JobManager:
         try:
             proc = launch(config, run_dir, name=name, description=description, parent=parent, python=self.python,
                           threads=self._threads())
-        except LaunchError as e:
+        except ConfigError:
+            _remove_unstarted(run_dir)
+            raise
+        except (LaunchError, OSError, ValueError) as e:
+            _remove_unstarted(run_dir)
             raise JobError(str(e)) from None
         with _CHILDREN_LOCK:
             _CHILDREN[str(run_dir)] = proc
         job = {"job_id": uuid.uuid4().hex[:12], "pid": proc.pid, "host": socket.gethostname(), "started": started,
                "argv": proc.args, "name": name, "description": description, "parent": parent,
                "config": schema.CONFIG_FILE, "stop_requested": None, "grace_s": self.grace_s}
-        write_json_atomic(run_dir / schema.JOB_FILE, job)
+        try:
+            write_json_atomic(run_dir / schema.JOB_FILE, job)
+        except OSError as e:  # e.g. a full disk: a job nobody can see or stop must not keep running
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # its session (launch starts one), helpers included
+            except OSError:
+                pass
+            proc.kill()
+            proc.wait()
+            with _CHILDREN_LOCK:
+                _CHILDREN.pop(str(run_dir), None)
+            _remove_unstarted(run_dir)
+            raise JobError(f"could not record the job in {run_dir} ({e.strerror or e}); it was stopped.") from None
         return self._info(run_dir, job)
 
     # -- listing ---------------------------------------------------------------------------------
@@ -303,7 +384,7 @@ class JobManager:
         for e in entries:
             if e.name.startswith(".") or not os.path.isfile(os.path.join(e.path, schema.JOB_FILE)):
                 continue
-            job = _read_json(Path(e.path) / schema.JOB_FILE)
+            job = _read_job(Path(e.path) / schema.JOB_FILE)
             if job is not None:
                 out.append(self._info(Path(e.path), job))
         out.sort(key=lambda j: j.started, reverse=True)
@@ -318,7 +399,7 @@ class JobManager:
         p = self._job_dir(run_dir)
         if p is None:
             return None
-        job = _read_json(p / schema.JOB_FILE)
+        job = _read_job(p / schema.JOB_FILE)
         return self._info(p, job) if job is not None else None
 
     def _alive(self, run_dir: Path, job: dict) -> tuple[bool, int | None]:
@@ -329,7 +410,7 @@ class JobManager:
             code = proc.poll()  # reaps it when it has ended
             return code is None, code
         pid = job.get("pid")
-        if not isinstance(pid, int) or job.get("host") != socket.gethostname():
+        if not valid_pid(pid) or job.get("host") != socket.gethostname():
             return False, None
         return self._owns(pid, run_dir), None
 
@@ -375,7 +456,7 @@ class JobManager:
                 total = None
         return JobInfo(
             run_dir=run_dir, name=str((meta or {}).get("name") or job.get("name") or run_dir.name), state=state,
-            pid=job.get("pid"), started=float(job.get("started") or 0.0), config=hp,
+            pid=job.get("pid"), started=job.get("started") or 0.0, config=hp,
             parent=(meta or {}).get("parent") or job.get("parent"),
             description=str((meta or {}).get("description") or job.get("description") or ""),
             step=beat.last_step, total=total,
@@ -409,7 +490,8 @@ class JobManager:
             if meta.get("host") not in (None, socket.gethostname()):
                 return meta  # another machine's process: leave it to runstore.effective_status
             if job.get("forced_stop"):
-                why = (f"stopped by force: the training process did not stop within {job.get('grace_s', self.grace_s):g} s "
+                grace = job.get("grace_s") if job.get("grace_s") is not None else self.grace_s
+                why = (f"stopped by force: the training process did not stop within {grace:g} s "
                        f"of the stop request, so it was killed")
             else:
                 why = f"the training process ended without closing the run ({_exit_words(code)})"
@@ -423,7 +505,7 @@ class JobManager:
         p = self._job_dir(run_dir)
         if p is None:
             raise JobError(f"{run_dir} is not a training job of the runs folder {self.runs_dir}.")
-        job = _read_json(p / schema.JOB_FILE) or {}
+        job = _read_job(p / schema.JOB_FILE) or {}
         info = self._info(p, job)
         if not info.live:
             return info
@@ -449,7 +531,7 @@ class JobManager:
                     proc.send_signal(sig)
                 return True
             pid = job.get("pid")
-            if isinstance(pid, int) and job.get("host") == socket.gethostname() and self._owns(pid, run_dir):
+            if valid_pid(pid) and job.get("host") == socket.gethostname() and self._owns(pid, run_dir):
                 if sig == signal.SIGKILL:
                     os.killpg(pid, sig)
                 else:
@@ -466,7 +548,7 @@ class JobManager:
 
     def _escalate(self, run_dir: Path) -> None:
         """SIGKILL a job that ignored its stop request, then mark its run "killed"."""
-        job = _read_json(run_dir / schema.JOB_FILE) or {}
+        job = _read_job(run_dir / schema.JOB_FILE) or {}
         alive, _ = self._alive(run_dir, job)
         if not alive:
             return
@@ -481,6 +563,20 @@ class JobManager:
                 except subprocess.TimeoutExpired:
                     pass
         self._info(run_dir, job)  # records the outcome in run.json
+
+
+def _remove_unstarted(run_dir: Path) -> None:
+    """Remove the folder of a job whose process could not start (it holds only what launch() wrote),
+    so no orphan folder is left behind."""
+    ours = {schema.CONFIG_FILE, schema.LOG_FILE}
+    try:
+        entries = list(os.scandir(run_dir))
+        if all(e.name in ours and e.is_file(follow_symlinks=False) for e in entries):
+            for e in entries:
+                os.unlink(e.path)
+            os.rmdir(run_dir)
+    except OSError:
+        pass
 
 
 def wait_for(manager: JobManager, run_dir, predicate, *, timeout: float = 60.0, poll: float = 0.2) -> JobInfo:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import schema
-from .reader import RunReadError, read_meta
+from .files import MAX_META_BYTES, is_regular_file, read_json_or_none
+from .meta import clean_meta
+from .reader import RunReadError, read_info, read_meta
 from .writer import write_json_atomic
 
 
@@ -27,23 +30,8 @@ class Heartbeat:
 
 def heartbeat(run_dir: str | os.PathLike) -> Heartbeat:
     """The run's heartbeat, or an empty one while run.db does not exist or cannot be read yet."""
-    db = Path(run_dir) / schema.DB_FILE
-    if not db.is_file():
-        return Heartbeat()
-    try:
-        con = schema.connect(db, readonly=True)
-    except sqlite3.Error:
-        return Heartbeat()
-    try:
-        info = schema.decode_info(con.execute("SELECT key, value FROM info").fetchall())
-    except sqlite3.Error:  # no tables yet (the writer is just starting) or a damaged file
-        return Heartbeat()
-    finally:
-        con.close()
-    flush, step = info.get("last_flush"), info.get("last_step")
-    return Heartbeat(last_flush=float(flush) if isinstance(flush, (int, float)) and not isinstance(flush, bool)
-                     else None,
-                     last_step=step if isinstance(step, int) and not isinstance(step, bool) else None)
+    info = read_info(run_dir)
+    return Heartbeat(last_flush=info.get("last_flush"), last_step=info.get("last_step"))
 
 
 def _stat(path: Path):
@@ -70,7 +58,7 @@ def meta_signature(run_dir: str | os.PathLike) -> int:
 def has_data(run_dir: str | os.PathLike) -> bool:
     """True once the writer has created both run.json and run.db (the run can be opened)."""
     d = Path(run_dir)
-    return (d / schema.META_FILE).is_file() and (d / schema.DB_FILE).is_file()
+    return is_regular_file(d / schema.META_FILE) and is_regular_file(d / schema.DB_FILE)
 
 
 def read_meta_or_none(run_dir: str | os.PathLike) -> dict | None:
@@ -83,14 +71,20 @@ def read_meta_or_none(run_dir: str | os.PathLike) -> dict | None:
 
 
 def log_tail(run_dir: str | os.PathLike, lines: int = 30, *, max_bytes: int = 64_000) -> str:
-    """The last `lines` non-empty lines of the run's train.log ("" if there is none). Progress
-    bars redraw with carriage returns; each redraw counts as a line."""
+    """The last `lines` non-empty lines of the run's train.log ("" if there is none, or it is not a
+    regular file: a FIFO would block). Progress bars redraw with carriage returns; each redraw
+    counts as a line."""
+    path = Path(run_dir) / schema.LOG_FILE
     try:
-        with open(Path(run_dir) / schema.LOG_FILE, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - max_bytes))
-            data = f.read()
-    except OSError:
+        if not is_regular_file(path):
+            return ""
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            size = os.fstat(fd).st_size
+            data = os.pread(fd, max_bytes, max(0, size - max_bytes))
+        finally:
+            os.close(fd)
+    except (OSError, ValueError):
         return ""
     text = data.decode("utf-8", "replace").replace("\r", "\n")
     kept = [ln for ln in text.splitlines() if ln.strip()]
@@ -100,15 +94,23 @@ def log_tail(run_dir: str | os.PathLike, lines: int = 30, *, max_bytes: int = 64
 # -- ending a run ------------------------------------------------------------------------------------
 def mark_ended(run_dir: str | os.PathLike, status: str, *, error: str | None = None) -> dict | None:
     """Rewrite run.json (atomically) to say a run that still says "running" ended with `status`,
-    e.g. `killed` when its process is gone. A run that already ended is left as it is. Returns
+    e.g. `killed` when its process is gone. A run that already ended is left as it is; one whose
+    writer stored its end in run.db but could not rewrite run.json gets that end instead. Returns
     run.json as it is now, or None when there is none (see mark_never_started)."""
     schema.require_ended(status)
     path = Path(run_dir) / schema.META_FILE
-    meta = read_meta_or_none(run_dir)
-    if meta is None or meta.get("status", schema.RUNNING) != schema.RUNNING:
+    raw = read_json_or_none(path, max_bytes=MAX_META_BYTES)
+    if raw is None:
+        return None
+    meta = clean_meta(raw)[0]
+    if meta["status"] != schema.RUNNING:
         return meta
-    write_json_atomic(path, schema.end_fields(meta, status, error=error))
-    return meta
+    # The file as it is, only ended: fields the reader would drop are not the rewrite's business.
+    info = read_info(run_dir)
+    if "status" in info:  # the writer did close the run, but could not rewrite run.json (a full disk)
+        status, error = info["status"], info.get("error")
+    write_json_atomic(path, schema.end_fields(raw, status, error=error, last_step=info.get("last_step")))
+    return clean_meta(raw)[0]
 
 
 def mark_killed(run_dir: str | os.PathLike, error: str) -> dict | None:
@@ -124,19 +126,19 @@ def mark_never_started(run_dir: str | os.PathLike, status: str, *, error: str | 
     path = Path(run_dir) / schema.META_FILE
     meta = {"format_version": schema.FORMAT_VERSION, **fields}
     schema.end_fields(meta, status, error=error)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
     write_json_atomic(tmp, meta)
     try:
         os.link(tmp, path)  # create-if-absent in one step: never replaces a run.json written meanwhile
     except FileExistsError:
-        return read_meta_or_none(run_dir) or meta
+        return read_meta_or_none(run_dir) or clean_meta(meta)[0]
     except OSError:  # a file system without hard links
-        if path.exists():
-            return read_meta_or_none(run_dir) or meta
+        if os.path.lexists(path):
+            return read_meta_or_none(run_dir) or clean_meta(meta)[0]
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return meta
+    return clean_meta(meta)[0]
 
 
 # -- shipping ----------------------------------------------------------------------------------------
@@ -145,7 +147,7 @@ def compact(run_dir: str | os.PathLike) -> None:
     rollback journal (so read-only checkouts can open it and readers leave no -wal/-shm files
     behind) and vacuum it. Only for a run no process writes any more."""
     d = Path(run_dir)
-    if not (d / schema.DB_FILE).is_file():
+    if not is_regular_file(d / schema.DB_FILE):
         raise FileNotFoundError(f"{d} has no {schema.DB_FILE} to compact.")
     con = sqlite3.connect(d / schema.DB_FILE)
     try:

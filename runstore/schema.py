@@ -1,7 +1,8 @@
 """On-disk layout of a run directory (format version 1).
 
     <run_dir>/run.json     human-readable metadata, rewritten atomically (tmp file + rename)
-    <run_dir>/run.db       SQLite in WAL mode: one writer (the training process), many readers
+    <run_dir>/run.db       SQLite in WAL mode while recording, a rollback journal once ended: one
+                           writer (the training process), many readers
     <run_dir>/tb/          optional TensorBoard mirror (event files)
     <run_dir>/train.log    optional log of a training process started as a job (jobs/)
     <run_dir>/config.json  the playground Config a job trains (jobs/)
@@ -21,9 +22,11 @@ No pickle anywhere: BLOBs are raw float/int arrays and everything else is JSON o
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 FORMAT_VERSION = 1
 META_FILE = "run.json"
@@ -54,14 +57,19 @@ def require_ended(status: str) -> str:
     return status
 
 
-def end_fields(meta: dict, status: str, *, error: str | None = None, now: float | None = None) -> dict:
+def end_fields(meta: dict, status: str, *, error: str | None = None, now: float | None = None,
+               last_step: int | None = None) -> dict:
     """`meta` updated in place to say the run ended with `status` (and why, if `error`). The one
-    definition of an ended run: a final status, an `ended` time (kept if already set), the error."""
+    definition of an ended run: a final status, an `ended` time (kept if already set), the error, and
+    the last step its numbers reach (`last_step`, when known), so a reader can tell recorded numbers
+    that went missing from numbers never recorded."""
     require_ended(status)
     meta["status"] = status
     meta["ended"] = meta.get("ended") or (now if now is not None else time.time())
     if error:
         meta["error"] = error
+    if last_step is not None:
+        meta["last_step"] = int(last_step)
     return meta
 
 
@@ -108,12 +116,24 @@ CREATE TABLE IF NOT EXISTS info (   -- small mutable facts: heartbeat, last step
 """
 
 
-def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    """Open run.db. Readers open read-only through a URI so they can never create or lock it."""
+def db_uri(path: Path, **params) -> str:
+    """SQLite URI of a file: the path percent-encoded, so a folder named "a#b", "q?x" or "r%41" opens
+    that folder's file (a raw "file:" + path would cut it at "#" or "?", or decode "%41" to "A")."""
+    uri = Path(os.path.abspath(path)).as_uri()
+    return uri + ("?" + urlencode(params) if params else "")
+
+
+def connect(path: Path, *, readonly: bool, immutable: bool = False) -> sqlite3.Connection:
+    """Open run.db. Readers open read-only through a URI so they can never create or lock it.
+    `immutable` (readers only) tells SQLite the file cannot change: no locks, no -wal/-shm files,
+    which is how an ended run is read from a folder nobody may write to."""
     if readonly:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0, check_same_thread=False)
+        params = {"mode": "ro", **({"immutable": 1} if immutable else {})}
+        con = sqlite3.connect(db_uri(path, **params), uri=True, timeout=5.0, check_same_thread=False)
+        # Text a damaged or foreign file holds may not be UTF-8: read it anyway.
+        con.text_factory = lambda b: b.decode("utf-8", "replace")
     else:
-        con = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+        con = sqlite3.connect(db_uri(path), uri=True, timeout=30.0, check_same_thread=False)
         con.execute("PRAGMA journal_mode=WAL")
         # NORMAL is durable against a killed process (the WAL survives); only an OS crash can lose
         # the last commits, which is an acceptable trade for not fsyncing every flush.
@@ -129,6 +149,6 @@ def decode_info(rows) -> dict:
     for key, value in rows:
         try:
             out[key] = json.loads(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):  # a damaged or forged value
             pass
     return out

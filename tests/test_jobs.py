@@ -11,12 +11,14 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
 
 import runstore
-from jobs import JobError, JobLimitError, JobManager, default_max_jobs, launch, new_run_dir, slugify, wait_for
+from jobs import (JOBS_LOCK, JobError, JobLimitError, JobManager, LaunchError, default_max_jobs, launch, new_run_dir,
+                  slugify, wait_for)
 from jobs import launcher
 from jobs import supervisor
 from playground.config import Config, ConfigError
@@ -199,6 +201,138 @@ def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path, m
     final = wait_for(mgr, job.run_dir, lambda j: not j.live, timeout=20)
     assert 0.9 < time.monotonic() - t0 < 15
     assert final.state == "killed" and "stopped by force" in final.error
+
+
+def _sleeper_launch(arrived: list, second: threading.Event):
+    """A stand-in for jobs.launch: a process that sleeps, named like a training process of its run
+    directory (so the manager recognises it); the first caller waits (1 s at most) for a second one
+    to arrive, which is what happens when two apps start a job at the same moment."""
+    def fake(config, run_dir, **kw):
+        arrived.append(run_dir)
+        if len(arrived) == 1:
+            second.wait(1.0)
+        else:
+            second.set()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "playground", str(run_dir)],
+                                start_new_session=True)
+    return fake
+
+
+def _already_set() -> threading.Event:
+    """For a single start: nobody to wait for."""
+    event = threading.Event()
+    event.set()
+    return event
+
+
+def test_the_job_limit_holds_across_managers_of_one_folder(tmp_path, monkeypatch):
+    """Two apps (two managers, each with its own thread lock) start a job at once with a limit of 1."""
+    arrived, second = [], threading.Event()
+    monkeypatch.setattr(supervisor, "launch", _sleeper_launch(arrived, second))
+    managers = [JobManager(tmp_path / "runs", devices=["cpu"], max_jobs=1) for _ in range(2)]
+    outcomes = []
+
+    def start(mgr, name):
+        try:
+            outcomes.append(mgr.start(Config(**TINY), name=name))
+        except JobLimitError as e:
+            outcomes.append(e)
+    threads = [threading.Thread(target=start, args=(m, f"app{i}")) for i, m in enumerate(managers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        started = [o for o in outcomes if not isinstance(o, Exception)]
+        assert len(outcomes) == 2 and len(started) == 1, outcomes
+        assert [j.run_dir for j in managers[1].live_jobs()] == [started[0].run_dir]
+        assert len(arrived) == 1  # the second app never got as far as starting a process
+    finally:
+        for job in managers[0].jobs():
+            with supervisor._CHILDREN_LOCK:
+                proc = supervisor._CHILDREN.pop(str(job.run_dir), None)
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+
+
+def test_a_start_waits_for_another_process_holding_the_folder_lock(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import fcntl, sys, time
+        f = open({str(runs / JOBS_LOCK)!r}, "a")
+        fcntl.flock(f, fcntl.LOCK_EX)
+        print("locked", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        monkeypatch.setattr(supervisor, "LOCK_TIMEOUT_S", 0.3)
+        mgr = JobManager(runs, devices=["cpu"], max_jobs=4)
+        with pytest.raises(JobError, match="another app is starting a job"):
+            mgr.start(Config(**TINY), name="waits")
+        assert [p.name for p in runs.iterdir()] == [JOBS_LOCK]  # nothing was created meanwhile
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("field", ["name", "description"])
+@pytest.mark.parametrize("bad", ["a\0b", "bell\x07", "esc\x1b[31m", "del\x7f", "broken\ud800"])
+def test_control_characters_in_a_name_or_description_create_nothing(tmp_path, field, bad):
+    mgr = JobManager(tmp_path / "runs", devices=["cpu"], max_jobs=1)
+    with pytest.raises(JobError, match=field):
+        mgr.start(Config(**TINY), **{field: bad})
+    assert not (tmp_path / "runs").exists() or not [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    with pytest.raises(LaunchError, match=field):
+        launch(Config(**TINY), tmp_path / "direct", **{field: bad})
+    assert not (tmp_path / "direct").exists()
+
+
+def test_line_breaks_and_tabs_in_a_description_are_kept_as_spaces(tmp_path, monkeypatch):
+    monkeypatch.setattr(supervisor, "launch", _sleeper_launch([], _already_set()))
+    mgr = JobManager(tmp_path / "runs", devices=["cpu"], max_jobs=2)
+    job = mgr.start(Config(**TINY), name="two\nlines", description="a\tb\r\nc")
+    try:
+        assert job.name == "two lines" and job.description == "a b c"
+    finally:
+        with supervisor._CHILDREN_LOCK:
+            proc = supervisor._CHILDREN.pop(str(job.run_dir))
+        proc.kill()
+        proc.wait()
+
+
+def test_a_job_that_cannot_be_recorded_is_not_left_running(tmp_path, monkeypatch):
+    monkeypatch.setattr(supervisor, "launch", _sleeper_launch([], _already_set()))
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(supervisor, "write_json_atomic", full_disk)
+    mgr = JobManager(tmp_path / "runs", devices=["cpu"], max_jobs=1)
+    with pytest.raises(JobError, match="could not record the job .*No space left on device"):
+        mgr.start(Config(**TINY), name="unrecorded")
+    runs = str((tmp_path / "runs").resolve())
+    assert not [d for d in supervisor._CHILDREN if d.startswith(runs)] and mgr.live_jobs() == []
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [JOBS_LOCK]  # no orphan folder either
+
+
+def test_hostile_job_records_are_listed_not_fatal(tmp_path):
+    runs = tmp_path / "runs"
+    bad = {"pid": 2 ** 70, "host": socket.gethostname(), "started": "yesterday", "grace_s": "long",
+           "name": ["x"], "description": None, "stop_requested": 1e300, "forced_stop": "now"}
+    for i, record in enumerate([json.dumps(bad), "[" * 5000 + "]" * 5000, "null", "{not json"]):
+        d = new_run_dir(runs, f"bad{i}")
+        (d / JOB_FILE).write_text(record)
+    d = new_run_dir(runs, "fifo")
+    os.mkfifo(d / JOB_FILE)  # opening it to read would block until someone writes
+    d = new_run_dir(runs, "zero")
+    os.symlink("/dev/zero", d / JOB_FILE)
+    mgr = JobManager(runs, devices=["cpu"])
+    [job] = mgr.jobs()  # the one whose record is an object; the others are not jobs
+    assert job.pid is None and job.started == 0.0 and not job.live and job.state == "failed"
+    assert job.name.startswith("bad0")
 
 
 def test_jobs_never_imports_torch_streamlit_or_plotly():

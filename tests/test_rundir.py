@@ -51,6 +51,7 @@ def test_mark_killed_ends_a_running_run_once_and_never_rewrites_an_ended_one(tmp
     on_disk = runstore.read_meta(tmp_path / "r")
     assert meta == on_disk and on_disk["status"] == schema.KILLED and on_disk["ended"]
     assert on_disk["error"] == "Not finished: the process is gone." and on_disk["name"] == "live"
+    assert on_disk["last_step"] == 9  # from the heartbeat: numbers up to step 9 were recorded
     ended = on_disk["ended"]
     again = runstore.mark_ended(tmp_path / "r", schema.FAILED, error="later")
     assert again["status"] == schema.KILLED and runstore.read_meta(tmp_path / "r")["ended"] == ended
@@ -101,6 +102,26 @@ def test_compact_leaves_a_self_contained_read_only_friendly_run(tmp_path):
     assert after.series(T.TRAIN_LOSS).equals(before) and after.status == schema.FINISHED
     with pytest.raises(FileNotFoundError):
         runstore.compact(tmp_path / "nothing")
+
+
+def test_mark_ended_keeps_fields_the_reader_would_drop(tmp_path):
+    """Ending a run rewrites run.json as it is: fields of a type the reader ignores are not lost."""
+    w = _live(tmp_path / "r")
+    w._con.close()
+    raw = json.loads((tmp_path / "r" / schema.META_FILE).read_text())
+    raw["hparams"] = "lr=0.1"
+    (tmp_path / "r" / schema.META_FILE).write_text(json.dumps(raw))
+    meta = runstore.mark_killed(tmp_path / "r", "gone")
+    assert meta["status"] == schema.KILLED and meta["hparams"] == {}
+    assert json.loads((tmp_path / "r" / schema.META_FILE).read_text())["hparams"] == "lr=0.1"
+
+
+def test_the_writer_records_its_last_step_and_leaves_one_file(tmp_path):
+    w = _live(tmp_path / "r", n=10)
+    w.write(runstore.Batch(), last_step=12)
+    w.close()
+    assert runstore.read_meta(tmp_path / "r")["last_step"] == 12
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [schema.DB_FILE, schema.META_FILE]
 
 
 def test_unreadable_metadata_is_a_read_error_not_a_crash(tmp_path):
