@@ -1,7 +1,7 @@
 """Keep runs in memory and bring them up to date cheaply; run the advice once per new data.
 
-No Streamlit here: `ui/cache.py` keeps one RunHandle per run path in `st.cache_resource`, so all
-sessions and reruns share it, and a rerun only reads what the writer appended since.
+No Streamlit here: `ui/cache.py` keeps one HandlePool per process in `st.cache_resource`, so all
+sessions and reruns share a run's RunHandle, and a rerun only reads what the writer appended since.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import os
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from pathlib import Path
 
 from runstore import Run, RunReadError, load_run, read_meta, schema, signature
@@ -36,9 +37,28 @@ def _stat(path: str):
         return None
 
 
-def _short_error(e: BaseException) -> str:
-    msg = str(e).strip() or type(e).__name__
+# Runs kept in memory at once (the run pages' current run, the runs picked on Compare, the Train
+# page's jobs); the least recently used is dropped first. Runs are never loaded just to be listed
+# (summary.SummaryStore reads what the Runs table needs and lets the run go).
+MAX_OPEN_RUNS = 64
+
+
+def short_error(e: BaseException) -> str:
+    """One line saying why something failed, in the reader's words when it is a RunReadError."""
+    msg = " ".join((str(e).strip() or type(e).__name__).split())
     return msg if isinstance(e, RunReadError) else f"{type(e).__name__}: {msg}"
+
+
+def disk_signature(ref: RunRef):
+    """Changes whenever the run's files change on disk (runstore.signature; for a TensorBoard log,
+    its event files); cheap enough to poll for every run listed."""
+    if ref.kind == TENSORBOARD:
+        try:
+            names = sorted(n for n in os.listdir(ref.path) if n.startswith("events.out.tfevents"))
+        except OSError:
+            return None
+        return tuple((n, _stat(os.path.join(ref.path, n))) for n in names)
+    return signature(ref.path)
 
 
 class RunHandle:
@@ -68,13 +88,7 @@ class RunHandle:
 
     # -- disk ----------------------------------------------------------------------------------
     def _disk_signature(self):
-        if self.ref.kind == TENSORBOARD:
-            try:
-                names = sorted(n for n in os.listdir(self.path) if n.startswith("events.out.tfevents"))
-            except OSError:
-                return None
-            return tuple((n, _stat(os.path.join(self.path, n))) for n in names)
-        return signature(self.path)
+        return disk_signature(self.ref)
 
     def _load(self) -> Run:
         if self.ref.kind == TENSORBOARD:
@@ -85,7 +99,7 @@ class RunHandle:
         """True if run.json now describes another run (the folder was overwritten)."""
         try:
             meta = read_meta(self.path)
-        except RunReadError:
+        except Exception:  # noqa: BLE001 - unreadable now: refresh() says why
             return False
         old = self.run.meta
         return (meta.get("run_id"), meta.get("created")) != (old.get("run_id"), old.get("created"))
@@ -109,7 +123,7 @@ class RunHandle:
                     self.run.refresh()
                 self.error = None
             except Exception as e:  # noqa: BLE001 - any failure becomes this run's error card
-                self.run, self.error = None, _short_error(e)
+                self.run, self.error = None, short_error(e)
                 self.trace = traceback.format_exc()
             self.version += 1
             return self
@@ -134,7 +148,7 @@ class RunHandle:
             try:
                 judged, err = _diagnostics().judge(self.run), None
             except Exception as e:  # noqa: BLE001 - broken rules must not take the charts down
-                judged, err = None, f"The advice could not be computed: {_short_error(e)}"
+                judged, err = None, f"The advice could not be computed: {short_error(e)}"
             self._advice = (self.version, judged, err)
             self._advice_at = time.monotonic()
             self._advice_cost = self._advice_at - t0
@@ -144,6 +158,40 @@ class RunHandle:
         """(findings, most severe and most likely root cause first; error message if the rules failed)."""
         judged, err = self.judgement()
         return (judged.findings if judged is not None else []), err
+
+
+class HandlePool:
+    """The RunHandles of the runs open in the app, at most `max_open`; the least recently used is
+    dropped first (its memory goes with it; opening it again reads it again). Thread-safe."""
+
+    def __init__(self, max_open: int = MAX_OPEN_RUNS):
+        self.max_open = max_open
+        self._handles: OrderedDict[str, RunHandle] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, ref: RunRef) -> RunHandle:
+        """The run's handle, created (not yet synced) if the run is not open."""
+        with self._lock:
+            h = self._handles.get(ref.path)
+            if h is None or h.ref != ref:
+                h = self._handles[ref.path] = RunHandle(ref)
+            self._handles.move_to_end(ref.path)
+            while len(self._handles) > self.max_open:
+                self._handles.popitem(last=False)
+            return h
+
+    def peek(self, path: str) -> RunHandle | None:
+        """The handle of an open run, or None; does not open it."""
+        with self._lock:
+            return self._handles.get(path)
+
+    def __contains__(self, path: str) -> bool:
+        with self._lock:
+            return path in self._handles
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._handles)
 
 
 def load_handle(path: str | os.PathLike, kind: str = RUN, folder: str | None = None) -> RunHandle:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,3 +82,26 @@ def parse_args(argv: list[str]) -> tuple[Settings, list[str]]:
     if not ns.no_samples:
         dirs.append(SAMPLE_RUNS)
     return Settings(runs_dirs=tuple(dirs), refresh_s=float(ns.refresh), webgl=not ns.no_webgl), problems
+
+
+_LOOPBACK_NAMES = {"localhost", "ip6-localhost", "ip6-loopback"}
+
+
+def exposure_note(address: str | None) -> tuple[str, str] | None:
+    """("warning" or "note", text) when Streamlit's server.address lets other machines connect:
+    unset (every interface: the app was started without this folder's .streamlit/config.toml,
+    e.g. from another folder) or a non-loopback address (opened on purpose). None for loopback."""
+    address = (address or "").strip().strip("[]")
+    why = ("The dashboard has no login, reads any folder it is given and starts trainings; "
+           "see \"Opening the dashboard to other machines\" in README.md.")
+    if not address:
+        return ("warning", "This dashboard listens on every network interface (server.address is not set: "
+                           "start it from its own folder, or pass --server.address localhost). " + why)
+    if address.lower() in _LOOPBACK_NAMES:
+        return None
+    try:
+        if ipaddress.ip_address(address).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name other than localhost: reachable from wherever that name resolves
+    return ("note", f"Reachable from other machines at {address}. " + why)

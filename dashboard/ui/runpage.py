@@ -39,12 +39,17 @@ def current_handle(ctx: AppContext | None = None) -> RunHandle:
 
 def error_card(h: RunHandle) -> None:
     """A run that could not be read: what failed and where, in the user's terms."""
+    problem_card(h.ref, h.error, getattr(h, "trace", None))
+
+
+def problem_card(ref, why: str, trace: str | None = None) -> None:
+    """The card of a run that cannot be read (`why`: one line), with the traceback one click away."""
     with st.container(border=True):
-        st.error(f"**{md_escape(h.ref.label)}** could not be read.\n\n{md_escape(h.error)}", icon=":material/error:")
-        st.caption(f"Folder: {md_escape(h.path)}. Other runs are not affected; pick another one in the sidebar.")
-        if getattr(h, "trace", None):
+        st.error(f"**{md_escape(ref.label)}** could not be read.\n\n{md_escape(why)}", icon=":material/error:")
+        st.caption(f"Folder: {md_escape(ref.path)}. Other runs are not affected; pick another one in the sidebar.")
+        if trace:
             with st.expander("Technical details"):
-                st.code(h.trace, language="text")
+                st.code(trace, language="text")
 
 
 def header(h: RunHandle, *, page_title: str) -> None:
@@ -69,7 +74,7 @@ def header(h: RunHandle, *, page_title: str) -> None:
     elif run.meta.get("ended"):
         try:
             bits.append(f"ended {datetime.fromtimestamp(run.meta['ended']):%Y-%m-%d %H:%M}")
-        except (TypeError, ValueError, OSError):
+        except (TypeError, ValueError, OverflowError, OSError):
             pass
     if run.meta.get("description"):
         bits.append(md_escape(run.meta["description"]))
@@ -102,9 +107,9 @@ def _unfinished_details(run) -> None:
     if run.status not in (schema.FAILED, schema.KILLED):
         return
     if run.status == schema.KILLED:
-        st.warning(md_escape(run.meta.get("error") or "") or "Not finished: the process recording this run is gone (it crashed or "
-                   "was killed) and never closed the run; what it recorded until then is shown.",
-                   icon=":material/warning:")
+        why = md_escape(run.meta.get("error") or "")
+        st.warning(why or "Not finished: the process recording this run is gone (it crashed or was killed) and "
+                          "never closed the run; what it recorded until then is shown.", icon=":material/warning:")
     tail = log_tail(run.path, 25)
     if tail:
         with st.expander(f"Last lines of {schema.LOG_FILE} (the training process's output)", expanded=True):

@@ -7,8 +7,6 @@ import os
 
 import streamlit as st
 
-from runstore import effective_status
-
 from .. import status
 from ..colors import run_colors
 from ..discovery import TENSORBOARD, RunRef, run_ids
@@ -21,13 +19,15 @@ RUN_PARAM = "run"  # the URL parameter naming the current run (its discovery.run
 
 
 def run_label(ref: RunRef) -> str:
-    """"name · status" from run.json, cheap enough for every run in a menu."""
+    """"name · status" from run.json, cheap enough for every run in a menu (a menu shows text as it
+    is: no escaping). A run whose run.json cannot be read is "folder · unreadable"."""
     if ref.kind == TENSORBOARD:
         return f"{ref.label} · TensorBoard"
-    meta = cache.meta(ref)
-    if isinstance(meta, str):
+    try:
+        info = cache.info(ref)
+        return f"{info.name} · {status.label(info.live_status())}"
+    except Exception:  # noqa: BLE001 - a menu label must never fail
         return f"{ref.label} · {status.label(status.UNREADABLE)}"
-    return f"{meta.get('name') or ref.label} · {status.label(effective_status(meta, None))}"
 
 
 def _folders(settings: Settings) -> tuple[str, ...]:

@@ -10,34 +10,32 @@ import streamlit as st
 
 from .. import navigation, status
 from ..format import TABLE_FORMAT, md_escape
-from ..summary import effective_hparams, error_row, run_row, varying_keys
+from ..summary import COLUMNS
 from ..ui import cache
 from ..ui.context import COMPARE_RUNS, CURRENT_RUN, SELECTED_RUNS, get_context
-from ..ui.runpage import error_card, healthy
+from ..ui.runpage import healthy, problem_card
 from ..ui.training import live_jobs_panel
 
+# While runs' numbers are read in the background, the table shows the new ones this often (seconds).
+PENDING_REFRESH_S = 2.0
+# Unreadable runs get a card each under the table, up to this many (the table lists them all).
+MAX_PROBLEM_CARDS = 5
 SORTS = {"newest first": ("created", False), "name": ("run", True), "status": ("status", True),
          "most warnings": ("warnings_total", False), "lowest val loss": ("val loss", True),
          "lowest train loss": ("train loss", True), "most steps": ("steps", False)}
 
 
-def table(ctx) -> tuple[pd.DataFrame, list]:
-    """One row per run (loading each once; cached), and the handles that failed to load."""
-    rows, broken = [], []
-    with st.spinner(f"Reading {len(ctx.refs)} runs…"):  # only slow the first time: runs stay cached
-        handles = [cache.handle(ref) for ref in ctx.refs]
-    first = varying_keys([effective_hparams(h.run) for h in handles if h.error is None])
-    for h in handles:
-        if h.error is not None:
-            rows.append(error_row(h.ref, h.error))
-            broken.append(h)
-            continue
-        findings, _ = h.findings()
-        rows.append(run_row(h.ref, h.run, findings, first_keys=first))
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        df["warnings_total"] = df["critical"] + df["warnings"]
-    return df, broken
+def table(ctx) -> tuple[pd.DataFrame, int]:
+    """One row per run from the cached summaries (summary.SummaryStore: run.json for every run,
+    run.db once per change), and how many runs' numbers are still being read in the background."""
+    store = cache.summaries()
+    with st.spinner(f"Reading {len(ctx.refs)} runs…"):  # slow only while a few runs are new or changed
+        pending = store.refresh(ctx.refs)
+    df = pd.DataFrame(store.rows(ctx.refs), columns=COLUMNS)
+    for col in ("critical", "warnings", "steps"):
+        df[col] = df[col].astype("Int64")
+    df["warnings_total"] = df["critical"] + df["warnings"]
+    return df, pending
 
 
 def filtered(df: pd.DataFrame, *, text: str, statuses: list[str], only_warnings: bool, sort: str) -> pd.DataFrame:
@@ -53,12 +51,15 @@ def filtered(df: pd.DataFrame, *, text: str, statuses: list[str], only_warnings:
     if statuses:
         keep &= df["status"].isin(statuses)
     if only_warnings:
-        keep &= df["warnings_total"] > 0
+        keep &= (df["warnings_total"] > 0).fillna(False)
     col, asc = SORTS.get(sort, SORTS["name"])
     return df[keep].sort_values(col, ascending=asc, na_position="last", kind="stable").reset_index(drop=True)
 
 
-def _live_interval(df: pd.DataFrame, refresh_s: float) -> float | None:
+def _live_interval(df: pd.DataFrame, pending: int, refresh_s: float) -> float | None:
+    """Refresh the table while a run is live, or while runs' numbers are still being read."""
+    if pending:  # not more often: each refresh takes the interpreter from the background reader
+        return max(refresh_s, PENDING_REFRESH_S)
     return refresh_s if not df.empty and (df["status"] == status.RUNNING).any() else None
 
 
@@ -73,7 +74,7 @@ def render() -> None:
         st.info("No runs found in " + ", ".join(md_escape(f) for f in ctx.folders) + ". Record one with "
                 "`probes.attach(model, optimizer, run_dir='runs/my_run')`, or add a folder in the sidebar.")
         return
-    df, _ = table(ctx)
+    df, pending = table(ctx)
     with st.container(horizontal=True, vertical_alignment="bottom"):
         text = st.text_input("Filter", key="runs_filter", placeholder="name, workload, lr=0.1 …", width=240,
                              persist_state="session")
@@ -82,12 +83,18 @@ def render() -> None:
                                   format_func=status.label, width=260)
         only_warn = st.toggle("Only runs with warnings", key="runs_warn", persist_state="session")
         sort = st.selectbox("Sort by", list(SORTS), key="runs_sort", persist_state="session", width=180)
-    st.fragment(lambda: _table(ctx, text, statuses, only_warn, sort),
-                run_every=_live_interval(df, ctx.settings.refresh_s), key="runs-table")()
+    first = {"table": (df, pending)}  # this rerun's table; the fragment's own reruns read it again
+
+    def body():
+        now_df, now_pending = first.pop("table", None) or table(ctx)
+        _table(ctx, now_df, now_pending, text, statuses, only_warn, sort)
+        if pending and not now_pending:
+            st.rerun()  # every run is read: redraw the page once, which stops the timer
+
+    st.fragment(body, run_every=_live_interval(df, pending, ctx.settings.refresh_s), key="runs-table")()
 
 
-def _table(ctx, text, statuses, only_warn, sort) -> None:
-    df, broken = table(ctx)
+def _table(ctx, df, pending, text, statuses, only_warn, sort) -> None:
     shown = filtered(df, text=text, statuses=statuses, only_warnings=only_warn, sort=sort)
     paths = shown["path"].tolist() if not shown.empty else []
     selected = [p for p in st.session_state.get(SELECTED_RUNS) or [] if p in paths]
@@ -126,7 +133,8 @@ def _table(ctx, text, statuses, only_warn, sort) -> None:
         if picked:
             st.session_state[CURRENT_RUN] = picked[0]
         st.rerun(scope="app")
-    st.caption(f"{len(shown)} of {len(df)} runs shown · select rows to pick runs "
+    read = f" · still reading the numbers of {pending} of {len(df)} runs…" if pending else ""
+    st.caption(f"{len(shown)} of {len(df)} runs shown{read} · select rows to pick runs "
                "(the first picked run opens in the run pages, all picked runs in Compare).")
     with st.container(horizontal=True):
         if st.button("Open overview", icon=":material/monitoring:", disabled=not picked, key="open-overview"):
@@ -134,5 +142,9 @@ def _table(ctx, text, statuses, only_warn, sort) -> None:
         if st.button(f"Compare {len(picked)} runs" if len(picked) > 1 else "Compare",
                      icon=":material/stacked_line_chart:", disabled=len(picked) < 2, key="open-compare"):
             st.switch_page(navigation.page("compare").script)
-    for h in broken:
-        error_card(h)
+    problems = cache.summaries().problems(ctx.refs)
+    for ref, why, trace in problems[:MAX_PROBLEM_CARDS]:
+        problem_card(ref, why, trace)
+    if len(problems) > MAX_PROBLEM_CARDS:
+        st.caption(f"{len(problems) - MAX_PROBLEM_CARDS} more runs cannot be read: pick the status "
+                   f"“{status.label(status.UNREADABLE)}” above to list them with the reason.")

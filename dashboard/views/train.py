@@ -170,9 +170,9 @@ def _from_existing_run(ctx) -> None:
     for ref in ctx.refs:
         if ref.kind != RUN:
             continue
-        meta = cache.meta(ref)
-        if isinstance(meta, dict) and (meta.get("hparams") or {}).get("workload") in WORKLOADS:
-            choices[ref.path] = (meta.get("name") or ref.label, meta)
+        info = cache.info(ref)  # run.json's summary, cached: cheap for every run listed
+        if info.problem is None and info.hparams.get("workload") in WORKLOADS:
+            choices[ref.path] = (info.name, ref)
     with st.expander("Start from an existing run", icon=":material/replay:"):
         if not choices:
             st.caption("No playground runs found yet.")
@@ -184,8 +184,9 @@ def _from_existing_run(ctx) -> None:
         path = st.selectbox("Run", paths, key="train_from_run", format_func=lambda p: choices[p][0],
                             help="Its hyperparameters fill the form; the new run records it as its parent.")
         if st.button("Load its hyperparameters", key="train_load", icon=":material/input:"):
-            name, meta = choices[path]
-            open_in_form(meta.get("hparams") or {}, parent=path, parent_name=name)
+            name, ref = choices[path]
+            meta = cache.meta(ref)
+            open_in_form((meta.get("hparams") or {}) if isinstance(meta, dict) else {}, parent=path, parent_name=name)
 
 
 def _start(mgr: JobManager, config: Config | None, error: str | None) -> None:
