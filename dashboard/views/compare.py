@@ -10,7 +10,7 @@ import streamlit as st
 from runstore import tags
 
 from ..extract import metric_tags
-from ..figures.base import Curve, NoDataError, lines_figure
+from ..figures.base import Curve, NoDataError, lines_figure, plain
 from ..summary import differing_hparams, effective_hparams, final_value
 from ..ui import cache
 from ..ui.context import COMPARE_RUNS, SELECTED_RUNS, get_context
@@ -78,7 +78,7 @@ def render() -> None:
         for split in ("train", "val"):
             s = r.series(tags.split_metric(split, "loss"))
             if not s.empty:
-                curves.append(Curve(f"{names[p]} · {split}", s, color=ctx.color(p), dash=_SPLIT_DASH[split],
+                curves.append(Curve(plain(f"{names[p]} · {split}"), s, color=ctx.color(p), dash=_SPLIT_DASH[split],
                                     group=p, width=1.8 if split == "train" else 2.6))
     if curves:
         positive = all((c.series.dropna() > 0).all() for c in curves)
@@ -92,11 +92,11 @@ def render() -> None:
         if st.session_state.get("cmp_metric") not in metrics:
             st.session_state["cmp_metric"] = default
         metric = st.selectbox("Metric", metrics, key="cmp_metric", persist_state="session")
-        mc = [Curve(names[p], r.series(metric), color=ctx.color(p), group=p) for p, r in runs.items()
+        mc = [Curve(plain(names[p]), r.series(metric), color=ctx.color(p), group=p) for p, r in runs.items()
               if metric in r.scalar_tags()]
         try:
             log_metric = metric.startswith("lr/")
-            chart(lines_figure(mc, title=metric, y_title=metric, smoothing=smoothing if not log_metric else 0.0,
+            chart(lines_figure(mc, title=plain(metric), y_title=plain(metric), smoothing=smoothing if not log_metric else 0.0,
                                log_y=log_metric, height=360), key="cmp-metric")
         except NoDataError:
             missing(f"{metric} in the picked runs")

@@ -92,7 +92,7 @@ def _body(h: RunHandle) -> None:
     healthy(HEALTHY)
     judged, err = h.judgement()
     if err:
-        st.warning(err, icon=":material/warning:")
+        st.warning(md_escape(err), icon=":material/warning:")
     focus = focus_for("gradients", h.path)
     shade = focus_banner(focus)
     d = PageData(run, judged)

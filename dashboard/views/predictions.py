@@ -9,6 +9,7 @@ from runstore import tags
 
 from ..calibration import CalibrationTableError, table_ece, table_frame
 from ..extract import calibration, splits
+from ..format import md_escape
 from ..figures.base import Curve, lines_figure
 from ..figures.histograms import hist_heatmap_figure
 from ..figures.reliability import reliability_figure
@@ -96,7 +97,7 @@ def _body(h: RunHandle) -> None:
         try:
             df = table_frame(table)
         except CalibrationTableError as e:
-            st.warning(f"The calibration table at step {step:,} cannot be drawn: {e}.")
+            st.warning(f"The calibration table at step {step:,} cannot be drawn: {md_escape(str(e))}.")
             return
         ece_value = table_ece(table, df)
         chart(reliability_figure(df, ece=ece_value, title=f"Reliability at step {step:,} — ECE {ece_value:.3f}"),

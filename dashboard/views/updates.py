@@ -61,7 +61,7 @@ def _body(h: RunHandle) -> None:
             f"{number(th.update_ratio_large)} of the weights per step; far below, learning is too slow, above "
             f"{number(th.update_ratio_high)}, the learning rate is too high.")
     if err:
-        st.warning(err, icon=":material/warning:")
+        st.warning(md_escape(err), icon=":material/warning:")
     focus = focus_for("updates", h.path)
     shade = focus_banner(focus)
     with st.container(horizontal=True, vertical_alignment="bottom"):
