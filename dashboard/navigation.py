@@ -40,6 +40,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("updates", "Updates", ":material/tune:", RUN_SECTION),
     PageSpec("predictions", "Predictions", ":material/target:", RUN_SECTION),
     PageSpec("train", "Train", ":material/play_arrow:", TRAIN_SECTION),
+    PageSpec("sweep", "Sweep", ":material/grid_view:", TRAIN_SECTION),
 )
 
 BY_KEY = {p.key: p for p in PAGES}

@@ -1,4 +1,5 @@
-"""Command line: `python -m playground train ...` and `python -m playground make-samples`.
+"""Command line: `python -m playground train ...`, `python -m playground sweep ...` and
+`python -m playground make-samples`.
 
 Exit codes: 0 finished or stopped on request, 1 failed (diverged or crashed), 2 invalid arguments.
 """
@@ -62,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_flags(t)
 
+    _add_sweep_parser(sub)
+
     s = sub.add_parser("make-samples", help="regenerate the bundled sample runs",
                        description="Retrain every sample run (or those named by --only) into --out, replacing "
                                    "what is there. Deterministic: the same code gives the same numbers.")
@@ -70,6 +73,48 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--list", action="store_true", help="list the samples and their descriptions, train nothing")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def _add_sweep_parser(sub) -> None:
+    w = sub.add_parser(
+        "sweep", help="search hyperparameters with Optuna, pruning trials the diagnostics find hopeless",
+        description="Create (or resume) an Optuna study over the playground's config fields and train its trials "
+                    "with --workers processes, each trial an ordinary recorded run in RUNS_DIR/STUDY/trial-NNNN. "
+                    "The study lives in --storage (default: a SQLite file RUNS_DIR/sweeps.db), so workers on "
+                    "other machines join it with the same --storage and --study. Needs: pip install "
+                    "'traindiag[sweep]'. See docs/sweeps.md.")
+    w.add_argument("--study", help="study name (also the folder of its trial runs); without it, list the studies")
+    w.add_argument("--storage", metavar="URL", help="Optuna storage URL, e.g. sqlite:///sweeps.db or "
+                   "postgresql://user@host/db (default: $TRAINDIAG_SWEEP_STORAGE, else RUNS_DIR/sweeps.db)")
+    w.add_argument("--runs-dir", default="runs", help="folder the trials are recorded under (default: runs)")
+    w.add_argument("--n-trials", type=int, metavar="N", help="trials in all, over every worker (default 20; on "
+                   "resume, a new budget)")
+    w.add_argument("--workers", type=int, default=1, metavar="K", help="worker processes on this machine (default 1)")
+    w.add_argument("--param", action="append", metavar="FIELD=LOW:HIGH[:log|:lin] | FIELD=A,B,...",
+                   help="a searched field, repeatable, e.g. --param lr=1e-4:1 --param optimizer=sgd,adam "
+                        "(default: lr, weight_decay, optimizer, activation, batch_norm, depth, width)")
+    w.add_argument("--objective", choices=("val_accuracy", "val_loss"),
+                   help="what a trial returns: the last validation accuracy (maximised, default) or loss")
+    w.add_argument("--pruner", choices=("diagnosis", "both", "median", "none"),
+                   help="diagnosis (default): prune trials a critical finding makes hopeless; both: diagnosis or "
+                        "Optuna's MedianPruner; median; none")
+    w.add_argument("--sampler", choices=("random", "tpe"), help="random search (default; trial N draws the same "
+                   "config for the same --sampler-seed) or Optuna's TPE")
+    w.add_argument("--sampler-seed", type=int, metavar="S", help="seed of the sampler (default 0)")
+    w.add_argument("--narrow-from", metavar="STUDY", help="coarse to fine: create --study searching the region of "
+                   "the best trials of STUDY")
+    w.add_argument("--top", type=float, default=0.25, metavar="FRACTION",
+                   help="with --narrow-from: the share of best trials whose region is kept (default 0.25)")
+    w.add_argument("--status", action="store_true", help="print the study's trials and exit")
+    w.add_argument("--stop", action="store_true", help="ask every worker of the study (any machine) to stop")
+    w.add_argument("--rerun-best", type=int, nargs="?", const=0, metavar="EPOCHS",
+                   help="train the best trial's config again with EPOCHS epochs (default: twice its epochs), "
+                        "linked to the trial's run")
+    w.add_argument("--config", metavar="FILE", help="JSON file of base config fields; flags override it")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    w.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    _add_config_flags(w)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -168,9 +213,18 @@ def _make_samples(args) -> int:
     return EXIT_OK if not stopper.event.is_set() else EXIT_FAILED
 
 
+def _sweep(args) -> int:
+    from sweep.command import run  # deferred: the other commands need no Optuna
+
+    given = bool(args.config) or any(getattr(args, name) is not None for name in FIELDS)
+    return run(args, lambda: config_from_args(args), given)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m playground`."""
     args = build_parser().parse_args(argv)
     if args.command == "train":
         return _train(args)
+    if args.command == "sweep":
+        return _sweep(args)
     return _make_samples(args)
