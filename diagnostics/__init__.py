@@ -13,9 +13,11 @@ from runstore import RunReadError
 from . import verdicts
 from .engine import Judgement, advise, judge
 from .finding import SEVERITIES, Finding
+from .grouping import Problem, group
 from .loading import load_run
 from .rules import RULE_IDS
 from .thresholds import Thresholds
 from .view import fmt
 
-__all__ = ["advise", "judge", "Judgement", "verdicts", "load_run", "Finding", "Thresholds", "RunReadError", "SEVERITIES", "RULE_IDS", "fmt"]
+__all__ = ["advise", "judge", "Judgement", "verdicts", "load_run", "Finding", "Thresholds", "RunReadError", "SEVERITIES", "RULE_IDS", "fmt",
+           "Problem", "group"]

@@ -21,6 +21,7 @@ from runstore import RunReadError
 from . import verdicts as V
 from .engine import Judgement, judge
 from .finding import SEVERITIES, SEVERITY_RANK, Finding
+from .grouping import group
 from .loading import load_run
 from .thresholds import Thresholds
 
@@ -67,8 +68,22 @@ def _layers(f: Finding, limit: int = 3) -> str:
     return shown + (f" +{len(f.layers) - limit}" if len(f.layers) > limit else "")
 
 
+def _details(f: Finding, head: str, wrap: textwrap.TextWrapper, c) -> list[str]:
+    lines = [head]
+    lines += wrap.wrap(f.message)
+    lines += wrap.wrap("Try: " + f.advice)
+    if f.fix:
+        lines += wrap.wrap("Config change: " + ", ".join(f"{k}={v}" for k, v in f.fix.items()))
+    if f.layers:
+        lines += wrap.wrap("Layers: " + ", ".join(f.layers))
+    lines.append(c(_DIM, f"{wrap.initial_indent}See: {f.chart} page" + (f" ({', '.join(f.tags[:4])})" if f.tags else "")))
+    return lines
+
+
 def render_table(findings: list[Finding], run, *, color: bool, width: int | None = None) -> str:
-    """Human-readable report: a summary table, then the message, advice and fix of each finding."""
+    """Human-readable report: a summary table with each problem's consequences indented under its
+    root cause (diagnostics.grouping), then each problem in detail, its consequences with it, then
+    the notes (info findings)."""
     width = width or max(60, min(120, shutil.get_terminal_size((100, 24)).columns))
     c = (lambda code, s: f"{code}{s}{_RESET}") if color else (lambda code, s: s)
     steps = getattr(run, "last_step", -1)
@@ -77,10 +92,18 @@ def render_table(findings: list[Finding], run, *, color: bool, width: int | None
     if not findings:
         lines.append("No findings: nothing in this run trips a rule.")
         return "\n".join(lines) + "\n"
+    problems, notes = group(findings)
     counts = {s: sum(f.severity == s for f in findings) for s in reversed(SEVERITIES)}
-    lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    if problems:
+        summary = (f"{len(problems)} independent problem{'s' * (len(problems) != 1)} "
+                   f"({summary})")
+    lines.append(summary)
+    ordered = [(f, depth) for p in problems for f, depth in [(p.root, 0)] + [(x, 1) for x in p.consequences]]
+    ordered += [(f, 0) for f in notes]
     rows = [("SEVERITY", "RULE", "STEPS", "LAYERS", "TITLE")]
-    rows += [(f.severity.upper(), f.rule, _steps(f), _layers(f), f.title) for f in findings]
+    rows += [(f.severity.upper(), ("  - " if depth else "") + f.rule, _steps(f), _layers(f), f.title)
+             for f, depth in ordered]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines.append("")
     for i, r in enumerate(rows):
@@ -89,19 +112,22 @@ def render_table(findings: list[Finding], run, *, color: bool, width: int | None
         if i == 0:
             lines.append(c(_DIM, text))
         else:
-            sev = findings[i - 1].severity
+            sev = ordered[i - 1][0].severity
             lines.append(c(_COLORS[sev], cells[0]) + "  " + "  ".join(cells[1:]))
     wrap = textwrap.TextWrapper(width=width, initial_indent="    ", subsequent_indent="    ")
-    for n, f in enumerate(findings, 1):
+    inner = textwrap.TextWrapper(width=width, initial_indent="        ", subsequent_indent="        ")
+    for n, p in enumerate(problems, 1):
+        f = p.root
         lines.append("")
-        lines.append(c(_COLORS[f.severity], f"{n}. [{f.severity}] {f.rule}") + f": {f.title}")
-        lines += wrap.wrap(f.message)
-        lines += wrap.wrap("Try: " + f.advice)
-        if f.fix:
-            lines += wrap.wrap("Config change: " + ", ".join(f"{k}={v}" for k, v in f.fix.items()))
-        if f.layers:
-            lines += wrap.wrap("Layers: " + ", ".join(f.layers))
-        lines.append(c(_DIM, f"    See: {f.chart} page" + (f" ({', '.join(f.tags[:4])})" if f.tags else "")))
+        lines += _details(f, c(_COLORS[f.severity], f"{n}. [{f.severity}] {f.rule}") + f": {f.title}", wrap, c)
+        if p.consequences:
+            lines.append(f"    Likely consequences of this problem ({len(p.consequences)}):")
+            for k, x in enumerate(p.consequences, 1):
+                lines += _details(x, c(_COLORS[x.severity], f"    {n}.{k} [{x.severity}] {x.rule}") + f": {x.title}",
+                                  inner, c)
+    for f in notes:
+        lines.append("")
+        lines += _details(f, c(_COLORS[f.severity], f"Note [{f.severity}] {f.rule}") + f": {f.title}", wrap, c)
     return "\n".join(lines) + "\n"
 
 

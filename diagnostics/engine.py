@@ -73,4 +73,8 @@ def _findings(run, view: RunView) -> list[Finding]:
                 advice="The other findings are unaffected. Please report this with the run directory.",
                 evidence={"failed_rule": rule.__name__, "error": f"{type(e).__name__}: {e}"}, chart="overview",
             ))
-    return rank(findings)
+    # The first recorded step is before any update, except with a closure optimizer (LBFGS), whose
+    # gradients are read after its step (probes' coverage note): then nothing is known to predate it.
+    loss = view.loss
+    before_update = len(loss) and not view.closure_optimizer
+    return rank(findings, int(loss.index[0]) if before_update else None)

@@ -35,6 +35,14 @@ CONSTANT_EVIDENCE = frozenset({
     "lr_divisor",          # ... said as a divisor
     "layers_judged",       # rows in the verdict table the finding read
     "total_steps",         # planned steps of a live run
+    "weight_decay",        # the configured weight decay
+    "dropout",             # the configured dropout
+    "softmax_cap",         # e / (e + C - 1): the top probability a softmax over scores in [0, 1] reaches
+    "softmax_loss_floor",  # ln(e + C - 1) - 1: the cross-entropy such scores cannot go below
+    "total_params",        # parameters of the model (run.json model.n_params)
+    "frozen_params",       # ... of which never train
+    "frozen_share",        # ... as a share
+    "probe_every",         # the probes' sampling cadence of layer statistics
 })
 
 

@@ -72,6 +72,19 @@ class Thresholds:
     # the run recovers from it: the model became twice as wrong as a uniform guess (calibrated;
     # healthy runs peaked at 1.14x).
     spike_factor: float = 2.0
+    # ... and either only counts beyond the loss's own noise: a smoothed rise of noise_band, a single
+    # raw spike of twice that, times the robust standard deviation of the raw loss around its rolling
+    # median (1.4826 x its median absolute deviation). A high but working learning rate makes noisy
+    # batches, not a climb (issue 14: a ResNet at lr 0.025 reaching 93.6% was read as diverging).
+    # Three standard deviations, the usual band of a control chart.
+    noise_band: float = 3.0
+    # A too-high learning rate that does not blow the loss up still shows in the weights: they grow
+    # under large updates (the scale of a weight feeding no normalization layer is not free, so
+    # growing it is what an oversized step does). Most layer weights reading "large" or more on the
+    # Updates page and the typical such weight grown this many times over the run is a fault
+    # (calibrated: healthy runs with large updates grew at most 4.2x, batchnorm_high_lr; the runs
+    # whose learning rate was too high 5.4x and more, nanoGPT-style char model at lr x100 9.2x).
+    lr_weight_growth: float = 5.0
     # A loss that turns NaN before the smoothed loss has fallen by this fraction of its initial
     # value, i.e. before the run learned anything, is blamed on the step size (calibrated).
     early_nan_progress: float = 0.1
@@ -87,6 +100,13 @@ class Thresholds:
     # the floor to the reference. Calibrated (injected lr/gradient faults ended at 0.97-1.0,
     # healthy runs at most 0.07).
     progress_frac: float = 0.6
+    # ... where the lowest reachable loss is unknown (a language model: text has an entropy of its
+    # own, a converged character model sits near half of ln(vocabulary); a regression, a VAE), a
+    # level says nothing by itself: the run made little progress when its smoothed loss fell by less
+    # than this fraction of the reference (ln(vocabulary), else the initial loss). Calibrated on the
+    # corpus (benchmarks/advice_corpus.py): healthy language models and VAEs fell by 38-65%, runs at
+    # a 100x too small learning rate by 2-7%.
+    progress_min_drop: float = 0.1
     # A plateau is a final stretch of at least plateau_min_frac of the run in which the smoothed
     # loss improved by less than plateau_tol (relative). Calibrated.
     plateau_tol: float = 0.03
@@ -111,6 +131,13 @@ class Thresholds:
     # ... and the rise must also be at least this fraction of the reference loss in absolute
     # terms, so a val loss going from 0.01 to 0.03 is not called overfitting.
     overfit_abs_rise: float = 0.05
+    # ... or, where the train loss has flattened (a model that memorised its small training set has
+    # nothing left to fall), while the train loss averaged over the steps of those last evaluations
+    # is this fraction or more below the evaluation loss: it fits what it memorised (issue 14's
+    # makemore on 200 names: train 0.79, validation 2.98 -> 3.22 -> 3.41). A rising validation loss
+    # is still required: a gap alone is the ordinary generalization gap. Calibrated: healthy runs
+    # ended with gaps up to ~15%, the overfit language models of the corpus 35% and more.
+    overfit_loss_gap: float = 0.25
     # Accuracy gap train - val that counts as not generalizing (AUTOTRAINER's "test not well":
     # 0.1 when train accuracy <= 0.9, 0.07 above; Zhang et al., ICSE 2021).
     overfit_acc_gap: float = 0.1
@@ -156,16 +183,54 @@ class Thresholds:
     # > 70), or any gradient is NaN/Inf.
     explode_growth: float = 100.0
     explode_ratio: float = 70.0
-    # ... or the gradient norm of a typical layer (median over layers not followed by batch norm,
-    # whose weights are scale-invariant) exceeds this multiple of its weight norm on two recorded
-    # steps (or 10x it on one): one SGD step of lr 1e-3 would then already move the weights by
-    # 2x CS231n's 1e-3 guide. Calibrated: healthy runs measured at most 0.36 (second largest).
-    explode_grad_weight: float = 2.0
+    # ... or, for an optimizer whose step follows the gradient's size (SGD; not Adam and the other
+    # adaptive ones, which are scale invariant), the step it takes along the typical layer's
+    # gradient, lr x ||grad|| / ||weight|| (median over layers not followed by batch norm, whose
+    # weights are scale-invariant), exceeds update_ratio_high on two recorded steps after the first
+    # (or 10x it on one). The first step is left out: its gradient, taken before any update, shows
+    # the init or the loss's reduction, not a gradient that grew.
     # ... or the total gradient norm jumps to this multiple of its median over the previous 20
     # steps and the raw loss at least doubles within a few steps. Spikes alone are common in
     # healthy runs near a minimum (measured up to 260x); with the loss jump they are what throws a
     # run back (the lstm_exploding sample: 65x, then the loss returned to chance). Calibrated.
     explode_spike: float = 10.0
+
+    # -- real-bug classes (diagnostics/rules/bugs.py) --------------------------------------------
+    # Gradients never reset (optimizer.zero_grad() left out): the total gradient norm ends at least
+    # stale_grad_growth times its first recorded value and then changes by a median of less than
+    # stale_grad_change between recorded steps (over the second half): a sum that new batches barely
+    # move. Healthy runs of the fault suite, the samples and the corpus: median changes of 6% to 91%
+    # (a mini-batch gradient is recomputed each step); clipped runs stay constant but do not grow.
+    stale_grad_growth: float = 10.0
+    stale_grad_change: float = 0.01
+    # A softmax before CrossEntropyLoss: the mean confidence is within this fraction of e / (e + C - 1),
+    # the most a softmax over scores in [0, 1] can give, the smoothed loss within 5x this fraction of
+    # ln(e + C - 1) - 1, the least it can be, and accuracy is underconfidence_gap or more above the
+    # confidence (the corpus's softmax-then-CrossEntropyLoss classifier: 1.7% and 1.6% off).
+    softmax_cap_margin: float = 0.03
+    # Unnormalized inputs: the first layer's output std at the first recorded step (before any
+    # update) is at least input_scale_std, while the next weighted layer's gain (its output std over
+    # its input's) is at most input_scale_gain. A standard init over standardized inputs gives 0.3-1.3
+    # there (every run of the suite, the samples and the corpus); raw 0-16 digits 11, raw 0-255
+    # pixels 69. A too-large init also gives a large first layer, but its next layer's gain is 8-12
+    # (every layer amplifies), against 0.6-1.7 for default and He inits.
+    input_scale_std: float = 5.0
+    input_scale_gain: float = 2.0
+    # Over-regularization: weight decay that shrank the typical layer weight below this fraction of
+    # its first recorded norm (healthy runs grew theirs: 0.9x and up), in a model that does not fit.
+    over_reg_shrink: float = 0.6
+    # Unshuffled data: a classifier's detrended batch loss correlates with itself at a lag of
+    # unshuffled_min_lag steps or more (an epoch of ten batches or more; shorter lags are what the
+    # detrending leaves) by unshuffled_corr or more: the same batches in the same order every epoch.
+    # Healthy classifiers (suite, samples, corpus): 0.37 at most; a class-sorted dataset read in
+    # order: 0.84. Only judged where the loss is noisy at all (the spread of the batch losses at
+    # least unshuffled_noise of their level): a full-batch loss has no batches to compare.
+    unshuffled_corr: float = 0.6
+    unshuffled_min_lag: int = 10
+    unshuffled_noise: float = 0.02
+    # Frozen parameters: a warning when at least this share of the parameters never trains and the
+    # model does not fit; an info otherwise (fine-tuning freezes a backbone on purpose).
+    frozen_share: float = 0.5
 
     # -- predictions ---------------------------------------------------------------------------
     # Overconfidence: mean confidence above accuracy by this much on the evaluation split

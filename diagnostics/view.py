@@ -13,12 +13,17 @@ from runstore import tags as T
 from runstore import schema
 from runstore.layers import RunLayers
 
+from . import task as K
 from . import verdicts as V
 from .thresholds import Thresholds
 
 # Class counts of the playground workloads, for runs whose metadata does not state one.
 WORKLOAD_CLASSES = {"digits": 10}
 CLASS_KEYS = ("n_classes", "num_classes", "classes", "n_outputs")
+# Optimizers whose step is normalised per parameter by a running gradient scale (names lower-cased,
+# torch classes and the playground's vocabulary): their updates do not grow with the gradient.
+ADAPTIVE_OPTIMIZERS = ("adam", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "radam", "lion", "adafactor",
+                       "lamb", "sparseadam")
 
 
 class RunView:
@@ -59,8 +64,9 @@ class RunView:
     # -- live runs -----------------------------------------------------------------------------
     @cached_property
     def live(self) -> bool:
-        """Whether the run is still being written (runstore's effective status "running")."""
-        return getattr(self.run, "status", None) == schema.RUNNING
+        """Whether the run is still being written: runstore's effective status is "running" and the
+        stored status says so (a TensorBoard log's "unknown" is judged as it stands)."""
+        return getattr(self.run, "status", None) == schema.RUNNING and self.meta.get("status") == schema.RUNNING
 
     @cached_property
     def total_steps(self) -> int | None:
@@ -102,6 +108,57 @@ class RunView:
                     return int(v)
         workload = self.meta.get("workload") or self.hparams.get("workload")
         return WORKLOAD_CLASSES.get(workload) if isinstance(workload, str) else None
+
+    @cached_property
+    def task(self) -> K.Task:
+        """What the run trains for (diagnostics.task): decides what a loss level means."""
+        return K.recognise(self.meta, self.hparams, self.scalar_tags, self.n_classes)
+
+    @cached_property
+    def minimised(self) -> bool:
+        """Whether train/loss is a loss the run minimises (not one of a GAN's competing losses):
+        the rules that read it as such (a climb, a plateau, too little progress) stand down if not."""
+        return self.task.minimised
+
+    @cached_property
+    def floor_known(self) -> bool:
+        """Whether the lowest reachable loss is known: 0 (or the label-smoothing entropy) for a
+        classifier, or a floor the user declared. A language model's or a regression's is not."""
+        return self.task.floor is not None or self.task.kind == K.CLASSIFICATION
+
+    @cached_property
+    def optimizer_class(self) -> str | None:
+        opt = self.meta.get("optimizer")
+        name = opt.get("class") if isinstance(opt, dict) else None
+        return str(name) if name else (str(self.hparams["optimizer"]) if isinstance(self.hparams.get("optimizer"), str)
+                                       else None)
+
+    @cached_property
+    def closure_optimizer(self) -> bool:
+        """Whether the optimizer re-evaluates the loss through a closure inside its step (LBFGS):
+        its recorded gradients come from after the step's inner iterations."""
+        return (self.optimizer_class or "").upper() == "LBFGS"
+
+    @cached_property
+    def adaptive(self) -> bool:
+        """Whether the optimizer normalises each step by a running gradient scale (Adam, RMSprop,
+        ...): then the size of a gradient, or of the loss it came from, does not size the update."""
+        name = (self.optimizer_class or "").lower()
+        return any(k in name for k in ADAPTIVE_OPTIMIZERS)
+
+    @cached_property
+    def weight_decay(self) -> tuple[float, bool]:
+        """(the largest weight decay configured: hparams weight_decay, else the optimizer's param
+        groups; whether it is decoupled, AdamW-style, rather than an L2 term in the gradient)."""
+        groups = (self.meta.get("optimizer") or {}).get("param_groups") or []
+        wd = self.hparams.get("weight_decay")
+        if not isinstance(wd, (int, float)) or isinstance(wd, bool):
+            vals = [g.get("weight_decay") for g in groups if isinstance(g, dict)]
+            vals = [float(x) for x in vals if isinstance(x, (int, float)) and not isinstance(x, bool)]
+            wd = max(vals) if vals else 0.0
+        decoupled = "adamw" in (self.optimizer_class or "").lower() or any(
+            isinstance(g, dict) and g.get("decoupled_weight_decay") is True for g in groups)
+        return float(wd) if math.isfinite(float(wd)) else 0.0, decoupled
 
     @cached_property
     def chance_loss(self) -> float | None:
@@ -190,8 +247,11 @@ class RunView:
 
     @cached_property
     def loss_floor(self) -> float:
-        """Lowest reachable cross-entropy: the entropy of the label-smoothed targets (0 without
-        smoothing). With smoothing e over C classes the target keeps 1-e+e/C on the true class."""
+        """Lowest reachable loss: the floor the user declared, else for cross-entropy the entropy of
+        the label-smoothed targets (0 without smoothing; with smoothing e over C classes the target
+        keeps 1-e+e/C on the true class). 0 where it is not known (floor_known says which)."""
+        if self.task.floor is not None:
+            return self.task.floor
         eps = self.hparams.get("label_smoothing")
         c = self.n_classes
         if not c or not isinstance(eps, (int, float)) or not 0 < eps < 1:
@@ -208,18 +268,40 @@ class RunView:
         span = ref - self.loss_floor
         return (level - self.loss_floor) / span if span > 0 else None
 
+    def no_progress(self, rel: float | None) -> bool:
+        """Whether a relative level means the run made little progress: more than progress_frac of
+        the way to a known floor still to go; with an unknown floor (a language model, a
+        regression), less than progress_min_drop of the reference gained: a level there says
+        nothing by itself, only how far the loss came does."""
+        if rel is None:
+            return False
+        if self.floor_known:
+            return rel > self.th.progress_frac
+        return rel > 1 - self.th.progress_min_drop
+
+    def progress_evidence(self) -> dict:
+        """The threshold no_progress compared with, for a finding's evidence."""
+        if self.floor_known:
+            return {"progress_frac": self.th.progress_frac}
+        return {"progress_min_drop": self.th.progress_min_drop}
+
+    @property
+    def progress_limit(self) -> float:
+        """The relative level above which no_progress holds."""
+        return self.th.progress_frac if self.floor_known else 1 - self.th.progress_min_drop
+
     @cached_property
     def little_progress(self) -> tuple[float, float] | None:
-        """(final smoothed loss, its relative level) when a finite run ended with more than
-        progress_frac of the way to its floor still to go; None otherwise (or too little data)."""
-        if not self.enough_loss or self.first_nonfinite is not None:
+        """(final smoothed loss, its relative level) when a finite run of a minimised loss ended
+        having made little progress (no_progress); None otherwise (or too little data)."""
+        if not self.enough_loss or self.first_nonfinite is not None or not self.minimised:
             return None
         ref = self.reference_loss
         if ref is None or ref <= 0:
             return None
         end = float(self.smooth.iloc[-1])
         rel = self.relative(end)
-        if rel is None or rel <= self.th.progress_frac:
+        if not self.no_progress(rel):
             return None
         return end, rel
 

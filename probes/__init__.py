@@ -18,7 +18,7 @@ import torch
 from .options import ProbeOptions, check_run_dir
 from .recorder import Recorder
 
-__all__ = ["attach", "Recorder", "NullRecorder", "ProbeOptions"]
+__all__ = ["attach", "Recorder", "NullRecorder", "ProbeOptions", "unwrap_optimizer"]
 
 
 class NullRecorder:
@@ -36,6 +36,9 @@ class NullRecorder:
     def record_eval(self, loss=None, **kwargs) -> None:
         pass
 
+    def mark_forward_done(self) -> None:
+        pass
+
     def close(self, status=None, **kwargs) -> None:
         self.closed = True
 
@@ -45,6 +48,18 @@ class NullRecorder:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def unwrap_optimizer(optimizer):
+    """The torch optimizer inside a framework's wrapper (Accelerate's AcceleratedOptimizer,
+    Lightning's LightningOptimizer): the wrapper's step() calls the inner one's, whose step hooks
+    are the ones that fire. Anything else is returned as it is."""
+    for _ in range(4):  # wrappers of wrappers, never a cycle
+        inner = getattr(optimizer, "optimizer", None) or getattr(optimizer, "_optimizer", None)
+        if not isinstance(inner, torch.optim.Optimizer) or inner is optimizer:
+            break
+        optimizer = inner
+    return optimizer
 
 
 def _rank() -> tuple[int, int]:
@@ -62,6 +77,7 @@ def attach(model, optimizer=None, *, run_dir: str | os.PathLike, hparams: dict |
     overwrite, meta. Returns a Recorder, usable as a context manager.
     """
     run_dir = check_run_dir(run_dir)  # before the rank<r> subfolder, which would hide an empty name
+    optimizer = unwrap_optimizer(optimizer)
     opts = ProbeOptions.from_kwargs(options)
     rank, world = _rank()
     if world > 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import namedtuple
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -29,6 +30,37 @@ ACTIVATION_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU,
 # Activations whose outputs are never negative: a unit of theirs whose outputs sum to exactly zero
 # is zero everywhere (dead), with no need to look at its elements one by one.
 NONNEGATIVE_TYPES = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid, nn.Softplus)
+
+# A module called more often than this in one forward pass (a cell unrolled in a Python loop) has
+# only its first MAX_CALLS calls recorded (<module>, <module>#2 ...): a 1,000-step loop would make
+# 1,000 tag sets, and each call's statistics cost time on every sampled step.
+MAX_CALLS = 4
+# Modules whose nonlinearity is internal (recurrent cells, attention): a model built from them needs
+# no activation module.
+_INTERNAL_NONLINEARITY = (nn.RNNBase, nn.RNNCellBase, nn.MultiheadAttention, nn.TransformerEncoderLayer,
+                          nn.TransformerDecoderLayer)
+_STACKED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def capped_message(name: str, calls: int) -> str:
+    """The coverage event of a module called more than MAX_CALLS times in one forward pass."""
+    return (f"{name} is called {calls} times in one forward pass (a loop); only its first {MAX_CALLS} calls are "
+            f"recorded ({name}, {name}#2 ... {name}#{MAX_CALLS}), to keep the run's tags and the probes' cost bounded.")
+
+
+def coverage_note(model: nn.Module, watched: list[tuple[str, nn.Module]]) -> str | None:
+    """A coverage event when the model stacks weighted layers but has no activation module at all:
+    its activations are applied as functions (F.relu, torch.tanh), which no hook can see, so dead
+    units and saturation cannot be measured. None otherwise."""
+    mods = list(model.modules())
+    if any(isinstance(m, ACTIVATION_TYPES + _INTERNAL_NONLINEARITY) for m in mods):
+        return None
+    if sum(isinstance(m, _STACKED) for m in mods) < 2:
+        return None
+    return ("No activation module is watched: the model applies its activations as functions (F.relu, "
+            "torch.tanh, ...), which no hook can see, so dead units and saturation cannot be measured. Use "
+            "activation modules (nn.ReLU(), nn.Tanh()) in the model to see them; everything else is recorded.")
+
 
 # One output's statistics, by name (both implementations fill it by keyword; a row of the run store
 # in the order of tags.ACT_STATS).
@@ -66,11 +98,20 @@ def stat_tags(name: str, call: int = 1) -> tuple[tuple[str, ...], str]:
 
 def first_tensor(output):
     """The tensor a module produced: LSTM, MultiheadAttention etc. return tuples; take the first
-    floating tensor (the sequence output / attention output)."""
+    floating tensor (the sequence output / attention output). A model returning (logits, loss) or
+    (loss, logits) gives its logits (a 0-d loss inside a tuple is skipped), a dict or Hugging Face
+    ModelOutput its "logits" entry, else its first tensor."""
     if isinstance(output, torch.Tensor):
         return output if output.is_floating_point() else None
+    if isinstance(output, Mapping):
+        logits = output.get("logits")
+        if isinstance(logits, torch.Tensor) and logits.is_floating_point():
+            return logits
+        output = list(output.values())
     if isinstance(output, (tuple, list)):
         for item in output:
+            if isinstance(item, torch.Tensor) and item.ndim == 0:
+                continue
             t = first_tensor(item)
             if t is not None:
                 return t

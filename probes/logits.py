@@ -1,17 +1,23 @@
 """Statistics of a batch of class logits (runstore.tags.LOGIT_STATS: mean confidence, mean entropy,
 accuracy) and the calibration table of an evaluation, in torch (device, sync-free) and numpy (CPU)
-side by side."""
+side by side.
+
+Language models give logits (batch, tokens, vocabulary) and targets (batch, tokens) in which padding
+and prompt tokens carry an ignore index (-100 for torch's cross_entropy and Hugging Face labels):
+those positions count in none of the statistics, as they count in no loss."""
 
 from __future__ import annotations
 
 import math
 from collections import namedtuple
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
 from runstore import tags
 from .arrays import as_numpy, ones
+from .histograms import fixed_torch
 
 # Reliability diagrams use 15 equal-width confidence bins, as in Guo et al. 2017 ("On Calibration
 # of Modern Neural Networks"), which introduced the expected calibration error in this form.
@@ -37,10 +43,31 @@ def n_classes(logits: torch.Tensor) -> int:
     return 2 if _binary(logits) else int(logits.shape[-1])
 
 
-def check(logits, targets) -> None:
+def logits_of(outputs):
+    """The logits in what a model returned: a tensor as it is; the "logits" entry of a dict or a
+    Hugging Face ModelOutput; the first floating tensor with a class axis (not a 0-d loss) of a
+    tuple or list, so (logits, loss) and (loss, logits) both work. Anything else is returned as it
+    is, for check() to name."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    if isinstance(outputs, Mapping):
+        if "logits" not in outputs:
+            raise ValueError(f"logits were given as a {type(outputs).__name__} without a 'logits' entry "
+                             f"(keys: {', '.join(map(str, list(outputs)[:8]))}); pass the logits tensor itself")
+        return outputs["logits"]
+    if isinstance(outputs, (tuple, list)):
+        for item in outputs:
+            if isinstance(item, torch.Tensor) and item.ndim >= 1 and item.is_floating_point():
+                return item
+    return outputs
+
+
+def check(logits, targets, ignore_index=None) -> None:
     """Raise a TypeError or ValueError naming both shapes unless logits (and targets) have a shape
     the statistics below take. Cheap (no tensor op): record_step calls it on every step, so a
     mismatch fails at the first call instead of leaving the accuracy out without a word."""
+    if ignore_index is not None and (not isinstance(ignore_index, int) or isinstance(ignore_index, bool)):
+        raise TypeError(f"ignore_index must be a class index (int) such as -100, or None; got {ignore_index!r}")
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"logits must be a tensor, got {type(logits).__name__}")
     if logits.ndim == 0 or logits.numel() == 0 or logits.is_complex():
@@ -85,12 +112,31 @@ def _class_targets(targets: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def stats_torch(logits: torch.Tensor, targets: torch.Tensor | None):
-    """(confidence per sample, LogitStats as one vector with NaN accuracy without targets, correct
-    per sample or None) for class logits of shape (..., classes), on their device. Targets may be
-    class indices (...) or probabilities (..., classes); negative indices (ignore_index) are left
-    out of the accuracy. Binary logits (batch,) or (..., 1) count as two classes (_scores)."""
+def _index_targets(targets: torch.Tensor | None, logits: torch.Tensor) -> bool:
+    """Whether targets are class indices (which may hold an ignore index), not probabilities."""
+    return targets is not None and not (not _binary(logits) and targets.is_floating_point()
+                                        and targets.shape == logits.shape)
+
+
+def _ignored(t, ignore_index):
+    """Positions left out: negative class indices (no class is negative; -100 is cross_entropy's
+    default ignore_index) and `ignore_index` when it is a real class (e.g. a padding token id)."""
+    out = t < 0
+    if ignore_index is not None and ignore_index >= 0:
+        out |= t == ignore_index
+    return out
+
+
+def stats_torch(logits: torch.Tensor, targets: torch.Tensor | None, ignore_index: int | None = None):
+    """(confidence per prediction, LogitStats as one vector with NaN accuracy without targets,
+    correct per prediction or None, valid per prediction or None) for class logits of shape
+    (..., classes), on their device. Targets may be class indices (...) or probabilities
+    (..., classes). Positions whose index is ignored (_ignored) count in no statistic: `valid` marks
+    the others, since leaving them out would give a data-dependent shape (a host sync); it is None
+    when every prediction counts. No position counted gives NaN statistics. Binary logits (batch,)
+    or (..., 1) count as two classes (_scores)."""
     t = None if targets is None else _class_targets(targets, logits).reshape(-1)
+    valid = ~_ignored(t, ignore_index) if _index_targets(targets, logits) else None
     logits = _scores(logits)
     z = logits.detach().float().reshape(-1, logits.shape[-1])
     logp = torch.log_softmax(z, dim=-1)
@@ -99,22 +145,49 @@ def stats_torch(logits: torch.Tensor, targets: torch.Tensor | None):
     entropy = -(p * logp).nan_to_num_(0.0).sum(-1)
     correct = None
     acc = torch.full((), float("nan"), device=z.device)
+    if valid is None:
+        mean_conf, mean_entropy = conf.mean(), entropy.mean()
+    else:
+        counted = valid.sum()  # 0 when every position is ignored: 0 / 0 gives NaN, not a made-up 0
+        mean_conf = torch.where(valid, conf, 0.0).sum() / counted
+        mean_entropy = torch.where(valid, entropy, 0.0).sum() / counted
     if t is not None:
-        if t.numel() == pred.numel():
-            valid = t >= 0
-            correct = (pred == t) & valid
-            acc = correct.sum() / valid.sum().clamp_min(1)
-    return conf, torch.stack(LogitStats(confidence=conf.mean(), entropy=entropy.mean(), accuracy=acc.float())), correct
+        correct = pred == t
+        if valid is not None:
+            correct &= valid
+            acc = correct.sum() / counted
+        else:
+            acc = correct.float().mean()
+    return (conf, torch.stack(LogitStats(confidence=mean_conf, entropy=mean_entropy, accuracy=acc.float())),
+            correct, valid)
 
 
-def stats_numpy(logits: torch.Tensor, targets: torch.Tensor | None):
-    """(confidence per sample, LogitStats, correct per sample or None), as stats_torch."""
+def confidence_counts_torch(conf: torch.Tensor, valid: torch.Tensor | None, bins: int) -> torch.Tensor:
+    """Counts of the confidences of the counted predictions in `bins` equal bins over [0, 1]
+    (histograms.fixed_torch, with ignored positions weighted 0)."""
+    if valid is None:
+        return fixed_torch(conf, bins, 0.0, 1.0)
+    idx = (conf.detach().float() * bins).to(torch.int64).clamp_(0, bins - 1)
+    return torch.zeros(bins, device=conf.device).scatter_add_(0, idx, valid.float())
+
+
+def stats_numpy(logits: torch.Tensor, targets: torch.Tensor | None, ignore_index: int | None = None):
+    """(confidence per counted prediction, LogitStats, correct per counted prediction or None, None),
+    as stats_torch. On the CPU the ignored positions are simply dropped, so `valid` is always None."""
     # Few numpy calls on small arrays: on a training step each call costs more than the arithmetic.
     t = None if targets is None else _class_targets(targets, logits).numpy().reshape(-1)
     z = as_numpy(_scores(logits))
     classes = z.shape[-1]
     z = z.reshape(-1, classes)
+    if _index_targets(targets, logits) and (np.minimum.reduce(t) < 0 or ignore_index is not None):
+        keep = ~_ignored(t, ignore_index)
+        if not keep.all():
+            z, t = z[keep], t[keep]
     n = len(z)
+    if n == 0:  # every position ignored
+        nan = math.nan
+        return np.zeros(0, np.float32), LogitStats(confidence=nan, entropy=nan, accuracy=nan), \
+            (None if t is None else np.zeros(0, bool)), None
     zs = z - z.max(axis=1, keepdims=True)  # <= 0: exp cannot overflow
     e = np.exp(zs)
     s = np.dot(e, ones(classes))
@@ -126,23 +199,23 @@ def stats_numpy(logits: torch.Tensor, targets: torch.Tensor | None):
     entropy = (float(np.add.reduce(np.log(s))) - pz) / n
     correct, acc = None, math.nan
     if t is not None:
-        if t.size == n:
-            correct = z.argmax(axis=1) == t
-            n_valid = n
-            if np.minimum.reduce(t) < 0:  # negative class indices (ignore_index) are left out of the accuracy
-                valid = t >= 0
-                correct &= valid
-                n_valid = np.count_nonzero(valid)
-            acc = np.count_nonzero(correct) / max(n_valid, 1)
-    return conf, LogitStats(confidence=float(np.add.reduce(conf)) / n, entropy=entropy, accuracy=acc), correct
+        correct = z.argmax(axis=1) == t
+        acc = np.count_nonzero(correct) / n
+    return conf, LogitStats(confidence=float(np.add.reduce(conf)) / n, entropy=entropy, accuracy=acc), correct, None
 
 
-def calibration_sums_torch(conf: torch.Tensor, correct: torch.Tensor, bins: int) -> torch.Tensor:
+def calibration_sums_torch(conf: torch.Tensor, correct: torch.Tensor, bins: int,
+                           valid: torch.Tensor | None = None) -> torch.Tensor:
     """(3, bins): per equal-width confidence bin, the count, sum of confidence and number correct
-    (the ingredients of a reliability diagram and the expected calibration error)."""
+    (the ingredients of a reliability diagram and the expected calibration error), of the counted
+    predictions (`valid`, as stats_torch gives it)."""
     idx = (conf * bins).long().clamp_(0, bins - 1)
     out = torch.zeros(3, bins, device=conf.device)
-    out[0].scatter_add_(0, idx, torch.ones_like(conf))
+    if valid is None:
+        out[0].scatter_add_(0, idx, torch.ones_like(conf))
+    else:
+        out[0].scatter_add_(0, idx, valid.to(conf.dtype))
+        conf = torch.where(valid, conf, 0.0)
     out[1].scatter_add_(0, idx, conf)
     out[2].scatter_add_(0, idx, correct.float())
     return out

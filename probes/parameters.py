@@ -19,6 +19,11 @@ from runstore import tags
 from .arrays import dot_sum, norm, scratch
 
 GradStats = namedtuple("GradStats", tags.GRAD_STATS)
+
+# The coverage event of a run whose optimizer takes a closure (recorder._on_opt_pre).
+CLOSURE_NOTE = ("{name} takes a closure and computes its gradients inside step(): gradients are read after each "
+                "step, from its last closure evaluation, and the update ratio spans all of the step's inner "
+                "iterations.")
 WeightStats = namedtuple("WeightStats", tags.WEIGHT_STATS)
 
 

@@ -19,7 +19,7 @@ from . import activations as A
 from . import logits as L
 from . import parameters as P
 from .arrays import as_numpy, quiet
-from .histograms import StepHistograms, fixed_numpy, fixed_torch
+from .histograms import StepHistograms, fixed_numpy
 from .hooks import HookSet
 from .options import ProbeOptions, check_run_dir
 from .param_plan import Plan, Plans
@@ -87,8 +87,11 @@ class Recorder:
         self._act_hooks = HookSet()
         self._sampling = False
         self._calls: dict[str, int] = {}
+        self._over_cap: dict[str, int] = {}  # modules called more than A.MAX_CALLS times in this forward
+        self._capped: set[str] = set()       # ... whose coverage event was written (once per module)
         self._forward_done = False
         self._opt_calls = self._opt_calls_seen = 0
+        self._closure_noted = self._pending_closure = False
         self._pending: Plan | None = None  # between the optimizer's pre- and post-step hooks
         if optimizer is not None:
             self._persistent.add(optimizer.register_step_pre_hook(self._on_opt_pre))
@@ -97,6 +100,9 @@ class Recorder:
             self._event(0, "warning", "torch.compile'd model: activation hooks are off (they would force "
                         "recompiles); gradients, weights and update ratios are recorded.")
             self._watched = []
+        note = A.coverage_note(model, self._watched)
+        if note:
+            self._event(0, "coverage", note)
         self._arm(1)
         atexit.register(_close_at_exit, weakref.ref(self))
 
@@ -129,6 +135,17 @@ class Recorder:
         # later micro-batches look the same, and evaluation passes run without grad.
         if torch.is_grad_enabled():
             self._forward_done = True
+            for name, n in self._over_cap.items():
+                if name not in self._capped:
+                    self._capped.add(name)
+                    self._event(self.step + 1, "coverage", A.capped_message(name, n))
+            self._over_cap.clear()
+
+    def mark_forward_done(self) -> None:
+        """The step's first forward pass is over: for frameworks whose forward is not a call of
+        the model (Lightning calls training_step), so that later passes in the same step (gradient
+        accumulation) are left out as they are after model(x) returns."""
+        self._on_root_done(None, None, None)
 
     def _make_act_hook(self, name: str):
         first_tags = self._act_tags(name, 1)
@@ -145,6 +162,9 @@ class Recorder:
                     return
                 calls = self._calls
                 n = calls[name] = calls.get(name, 0) + 1
+                if n > A.MAX_CALLS:  # a module in a Python loop: keep its tags bounded (coverage event)
+                    self._over_cap[name] = max(n, self._over_cap.get(name, 0))
+                    return
                 stat_tags, hist_tag = first_tags if n == 1 else self._act_tags(name, n)
                 step = self.step + 1
                 # Reduced now, not later: an in-place op (ReLU(inplace=True)) may overwrite x next.
@@ -184,12 +204,21 @@ class Recorder:
 
     def _on_opt_pre(self, optimizer, args, kwargs):
         self._opt_calls += 1
+        # A closure optimizer (LBFGS) computes its gradients inside step(): what p.grad holds now is
+        # the previous step's last closure (nothing at step 1). Its gradients are read after the step.
+        closure = callable(kwargs.get("closure")) or any(callable(a) and a is not optimizer for a in args)
+        if closure and not self._closure_noted:
+            self._closure_noted = True
+            self._event(self.step + 1, "coverage", P.CLOSURE_NOTE.format(name=type(optimizer).__name__))
+        self._pending_closure = closure
         if not self._sampling:
             return
         try:
-            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            params = [p for g in optimizer.param_groups for p in g["params"]
+                      if (p.requires_grad if closure else p.grad is not None)]
             plan = self._plans.get(params, lambda: self._opt_names(optimizer, params))
-            self._record_grads(plan, self.step + 1)
+            if not closure:
+                self._record_grads(plan, self.step + 1)
             for group in plan.groups:  # to measure this step's update once the optimizer has applied it
                 group.snapshot()
             self._pending = plan
@@ -204,6 +233,8 @@ class Recorder:
         step = self.step + 1
         hists = self.options.record_histograms
         try:
+            if self._pending_closure and all(p.grad is not None for g in plan.groups for p in g.params):
+                self._record_grads(plan, step)  # the gradient of the step's last closure evaluation
             buf = self._buf
             for group in plan.groups:
                 if group.cpu:
@@ -242,21 +273,26 @@ class Recorder:
             raise RuntimeError(f"{what} was called after close(): the run in {self.run_dir} is already "
                                f"closed. Attach a new recorder (probes.attach) to record another run.")
 
-    def record_step(self, loss, *, logits=None, targets=None, **scalars) -> None:
+    def record_step(self, loss, *, logits=None, targets=None, ignore_index: int | None = None, **scalars) -> None:
         """Record one optimizer step: its loss (a tensor on any device, or a float), optionally the
         logits (and targets) of the batch, and any extra named scalars.
 
-        logits are class scores (batch, classes) or (batch, ..., classes), or binary logits (batch,)
-        or (batch, 1); targets are one class index per prediction, or probabilities of the logits'
-        shape. A bad argument raises TypeError or ValueError and records nothing: the step is not
-        counted."""
+        logits are class scores (batch, classes) or (batch, ..., classes), e.g. a language model's
+        (batch, tokens, vocabulary), or binary logits (batch,) or (batch, 1); what a model returned
+        works too: a dict or Hugging Face ModelOutput with "logits", or (logits, loss). targets are
+        one class index per prediction, or probabilities of the logits' shape. Positions whose target
+        is negative (-100, cross_entropy's default ignore_index) or equal to `ignore_index` (e.g. a
+        padding token id) count in no statistic. A causal language model predicts token t+1 at
+        position t: pass the targets aligned with the logits (labels[:, 1:] for logits[:, :-1]) when
+        the loss shifts them. A bad argument raises TypeError or ValueError and records nothing: the
+        step is not counted."""
         self._check_open("record_step()")
         # Every argument is checked before anything is recorded, so a bad call leaves no trace.
         values = [(tags.TRAIN_LOSS, _number("loss", loss))]
         for name, value in scalars.items():
             values.append((tags.split_metric("train", name), _number(name, value)))
         if logits is not None or targets is not None:
-            _check_logits(logits, targets)
+            logits = _check_logits(logits, targets, ignore_index)
         opt = self._opt_ref() if self._opt_ref is not None else None
         if opt is not None:
             for gi, g in enumerate(opt.param_groups):
@@ -273,7 +309,8 @@ class Recorder:
         if self._sampling:
             try:
                 if logits is not None:
-                    self._record_logits("train", step, logits, targets, explicit=scalars, calibration=False)
+                    self._record_logits("train", step, logits, targets, explicit=scalars, calibration=False,
+                                        ignore_index=ignore_index)
                 if opt is None:  # without an optimizer, gradients are read here instead of pre-step
                     model = self._model_ref()
                     if model is not None:
@@ -286,10 +323,12 @@ class Recorder:
         self._maybe_flush(step)
         self._arm(step + 1)
 
-    def record_eval(self, loss=None, *, logits=None, targets=None, split: str = "val", **scalars) -> None:
+    def record_eval(self, loss=None, *, logits=None, targets=None, split: str = "val", ignore_index: int | None = None,
+                    **scalars) -> None:
         """Record an evaluation at the current step: loss, optionally logits/targets (for confidence,
-        accuracy and a calibration table), and any extra named scalars (e.g. accuracy=0.93). A bad
-        argument raises TypeError or ValueError and records nothing."""
+        accuracy and a calibration table; ignored positions as in record_step), and any extra named
+        scalars (e.g. accuracy=0.93). A bad argument raises TypeError or ValueError and records
+        nothing."""
         self._check_open("record_eval()")
         if not isinstance(split, str) or not split or "/" in split:
             raise ValueError(f"split must be a name without '/', such as 'val' or 'test'; got {split!r}")
@@ -297,17 +336,18 @@ class Recorder:
         for name, value in scalars.items():
             values.append((tags.split_metric(split, name), _number(name, value)))
         if logits is not None or targets is not None:
-            _check_logits(logits, targets)
+            logits = _check_logits(logits, targets, ignore_index)
         step = self.step
         self._add_values(step, values)
         if logits is not None:
             try:
-                self._record_logits(split, step, logits, targets, explicit=scalars, calibration=True)
+                self._record_logits(split, step, logits, targets, explicit=scalars, calibration=True,
+                                    ignore_index=ignore_index)
             except Exception as e:  # the arguments were checked: this is the probe's failure, not the user's
                 self._event(step, "warning", f"evaluation probe failed: {e!r}")
         self._flush()  # evaluations are rare and people watch for them: show them at once
 
-    def _record_logits(self, split, step, logits, targets, *, explicit, calibration) -> None:
+    def _record_logits(self, split, step, logits, targets, *, explicit, calibration, ignore_index=None) -> None:
         buf = self._buf
         if "n_classes" not in self._meta_known:  # lets the rules compare the first loss with ln(classes)
             self._meta_known["n_classes"] = buf.meta["n_classes"] = L.n_classes(logits)
@@ -315,7 +355,7 @@ class Recorder:
         conf_tags = (tags.split_metric(split, "confidence"),)
         if logits.is_cpu:
             with quiet():
-                conf, stats, correct = L.stats_numpy(logits, targets)
+                conf, stats, correct, _ = L.stats_numpy(logits, targets, ignore_index)
                 keep, keep_tags = self._logit_tags(split, explicit, correct is not None)
                 buf.scalars(keep_tags, step, [stats[i] for i in keep])
                 if hist:
@@ -324,13 +364,13 @@ class Recorder:
                     sums = L.calibration_sums_numpy(conf, correct, L.CALIBRATION_BINS)
                     buf.table(tags.calibration(split), step, sums, L.calibration_table)
             return
-        conf, stats, correct = L.stats_torch(logits, targets)
+        conf, stats, correct, valid = L.stats_torch(logits, targets, ignore_index)
         keep, keep_tags = self._logit_tags(split, explicit, correct is not None)
         buf.device_scalars(keep_tags, step, torch.stack([stats[i] for i in keep]))  # views: no host copy
         if hist:
-            buf.device_hists(conf_tags, step, fixed_torch(conf, bins, 0.0, 1.0), 0.0, 1.0)
+            buf.device_hists(conf_tags, step, L.confidence_counts_torch(conf, valid, bins), 0.0, 1.0)
         if calibration and correct is not None:
-            sums = L.calibration_sums_torch(conf, correct, L.CALIBRATION_BINS)
+            sums = L.calibration_sums_torch(conf, correct, L.CALIBRATION_BINS, valid)
             buf.device_table(tags.calibration(split), step, sums, L.calibration_table)
 
     def _logit_tags(self, split: str, explicit: dict, has_targets: bool) -> tuple[list[int], tuple]:
@@ -459,10 +499,14 @@ def _number(what: str, value):
         raise TypeError(f"{what} must be a number or a one-element tensor, got {type(value).__name__}") from None
 
 
-def _check_logits(logits, targets) -> None:
+def _check_logits(logits, targets, ignore_index=None):
+    """The logits tensor (L.logits_of: model outputs are accepted), once its shape and the targets'
+    are checked."""
     if logits is None:
         raise ValueError("targets were passed without logits: accuracy needs both (pass logits=...)")
-    L.check(logits, targets)
+    logits = L.logits_of(logits)
+    L.check(logits, targets, ignore_index)
+    return logits
 
 
 def _close_at_exit(ref) -> None:

@@ -24,11 +24,21 @@ def clean_name(name: str) -> str:
 
 
 def model_summary(model: nn.Module) -> dict:
-    modules = []
+    modules, owner = [], {}  # owner: id of a parameter -> the name it is recorded under
     for name, m in model.named_modules():
-        own = sum(p.numel() for p in m.parameters(recurse=False))
-        if own or not list(m.children()):
-            modules.append({"name": clean_name(name), "type": type(m).__name__, "params": own})
+        # A parameter shared by two modules (a language model's output layer tied to its input
+        # embedding) is counted at the first, the name its gradient and weight are recorded under;
+        # the second names it in "tied", so per-module counts add up to n_params.
+        own, tied = 0, []
+        for pname, p in m.named_parameters(recurse=False):
+            if id(p) in owner:
+                tied.append(owner[id(p)])
+            else:
+                owner[id(p)] = clean_name(f"{name}.{pname}" if name else pname)
+                own += p.numel()
+        if own or tied or not list(m.children()):
+            modules.append({"name": clean_name(name), "type": type(m).__name__, "params": own}
+                           | ({"tied": tied} if tied else {}))
     params = list(model.parameters())
     return {
         "class": type(model).__name__,

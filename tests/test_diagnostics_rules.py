@@ -228,12 +228,26 @@ def test_exploding_gradients_from_growing_norms(tmp_path):
     assert f.evidence["growth"] > 100 and f.fix == {"grad_clip": 1.0}
 
 
-def test_gradients_large_against_weights(tmp_path):
+def test_gradients_large_against_weights_under_sgd_but_not_under_adam(tmp_path):
+    """Exploding is judged from the step the optimizer takes: SGD at lr 0.05 along a gradient 5x the
+    weight rewrites a quarter of it per step; Adam normalises the gradient away (a summed loss and a
+    mean loss take the same steps), so the same gradients say nothing there."""
     spec = healthy()
     for p in spec["grad"]:
         spec["grad"][p]["norm"] = spec["grad"][p]["norm"] * 0 + 50.0  # 5x the weight norm of 10
-    f = by_rule(advise_spec(tmp_path, spec), "exploding_gradients")
-    assert f.evidence["grad_to_weight_peak"] == pytest.approx(5.0)
+    f = by_rule(advise_spec(tmp_path, spec, name="sgd"), "exploding_gradients")
+    assert f.evidence["grad_to_weight_at_peak"] == pytest.approx(5.0)
+    assert f.evidence["sgd_step_peak"] == pytest.approx(0.25) and f.steps[0] > 1  # never from the first step
+    spec["hparams"] = {**spec["hparams"], "optimizer": "adam"}
+    assert "exploding_gradients" not in alarms(advise_spec(tmp_path, spec, name="adam"))
+
+
+def test_a_large_gradient_at_the_first_step_alone_is_no_explosion(tmp_path):
+    """The gradient before any update shows the init (or a summed loss), not a gradient that grew."""
+    spec = healthy()
+    for p in spec["grad"]:
+        spec["grad"][p]["norm"][0] = 500.0  # 50x the weight norm, at step 1 only
+    assert "exploding_gradients" not in alarms(advise_spec(tmp_path, spec))
 
 
 def test_single_layer_without_batch_norm_neighbour(tmp_path):

@@ -44,7 +44,7 @@ FROM_TABLE = {
     "lr_too_low": (V.UPDATES, {V.TOO_SMALL}),
 }
 # Cards that quote text read from the run itself (reader warnings, an exception): not numbers of ours.
-QUOTES_RUN_TEXT = {"partial_run", "rule_failed"}
+QUOTES_RUN_TEXT = {"partial_run", "rule_failed", "coverage"}
 
 # A number as cards write them: 12, 0.303, 3.00e-04, 98%, 16.5x. Not part of a name: fc1.weight,
 # relu#2, 0.weight, rnn.weight_ih_l0, lr/group0, CS231n.

@@ -95,7 +95,7 @@ def test_targets_that_do_not_match_the_logits_are_an_error_naming_both_shapes(tm
 
 def test_every_supported_logit_shape_records_its_accuracy(tmp_path):
     """(B, C) with class indices or probabilities, (B, T, V) language-model logits with (B, T)
-    targets (ignore_index left out), and binary logits (B,) or (B, 1) with 0/1 labels."""
+    targets (ignore_index left out of accuracy and confidence), and binary logits (B,) or (B, 1) with 0/1 labels."""
     torch.manual_seed(0)
     lm_t = torch.randint(0, 7, (2, 5))
     lm_t[0, 0] = -100
@@ -125,7 +125,7 @@ def test_every_supported_logit_shape_records_its_accuracy(tmp_path):
                 t = targets.reshape(-1, 3).argmax(-1) if targets.is_floating_point() else targets.reshape(-1)
                 keep = t >= 0
                 want_acc = (z.argmax(-1)[keep] == t[keep]).float().mean()
-                want_conf = z.softmax(-1).max(-1).values.mean()
+                want_conf = z.softmax(-1).max(-1).values[keep].mean()  # ignored positions count in no statistic
             assert acc[step] == pytest.approx(want_acc.item(), abs=1e-6), (name, step)
             assert conf[step] == pytest.approx(want_conf.item(), rel=1e-5), (name, step)
 

@@ -155,8 +155,8 @@ def test_binary_logit_stats_agree_and_match_the_sigmoid():
             "accuracy": ((z > 0).long() == labels).double().mean().item()}
     for logits, t in ((z, labels), (z[:, None], labels[:, None]), (z, labels.float() * 0.9 + 0.05)):
         with np.errstate(all="ignore"):
-            _, cvec, _ = L.stats_numpy(logits, t)
-        _, dvec, _ = L.stats_torch(logits, t)
+            _, cvec, _, _ = L.stats_numpy(logits, t)
+        _, dvec, _, _ = L.stats_torch(logits, t)
         dvec = dict(zip(tags.LOGIT_STATS, dvec.tolist()))
         for s in tags.LOGIT_STATS:
             assert getattr(cvec, s) == pytest.approx(want[s], rel=1e-5), s
@@ -172,8 +172,10 @@ def test_logit_stats_agree():
     targets[:4] = -100  # ignore_index
     for t in (targets, None, torch.nn.functional.one_hot(targets.clamp_min(0), 5).float()):
         with np.errstate(all="ignore"):
-            cconf, cvec, ccorrect = L.stats_numpy(logits, t)
-        dconf, dvec, dcorrect = L.stats_torch(logits, t)
+            cconf, cvec, ccorrect, _ = L.stats_numpy(logits, t)
+        dconf, dvec, dcorrect, dvalid = L.stats_torch(logits, t)
+        if dvalid is not None:  # the torch side marks the ignored positions; numpy drops them
+            dconf, dcorrect = dconf[dvalid], dcorrect[dvalid]
         assert np.allclose(cconf, dconf.numpy(), rtol=1e-6)
         dvec = dict(zip(tags.LOGIT_STATS, dvec.tolist()))
         assert all(_close(getattr(cvec, s), dvec[s]) for s in tags.LOGIT_STATS), (cvec, dvec)
@@ -182,7 +184,7 @@ def test_logit_stats_agree():
         if ccorrect is not None:
             assert np.array_equal(ccorrect, dcorrect.numpy())
     with np.errstate(all="ignore"):
-        conf, _, correct = L.stats_numpy(logits, targets)
+        conf, _, correct, _ = L.stats_numpy(logits, targets)
     assert np.array_equal(H.fixed_numpy(conf, 10, 0.0, 1.0),
                           H.fixed_torch(torch.from_numpy(conf), 10, 0.0, 1.0).numpy())
     assert np.allclose(L.calibration_sums_numpy(conf, correct, 15),

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from diagnostics.finding import SEVERITIES
+from diagnostics.grouping import group
 from runstore.layers import LayerModel
 
 from .. import navigation
@@ -138,26 +139,44 @@ def advice_cards(findings, *, run_path: str, error: str | None = None, current_p
             st.success("No problems found: every check passed on the data recorded so far.",
                        icon=":material/check_circle:")
         return
-    st.caption(severity_counts(findings))
+    problems, notes = group(findings)
+    count = f"{len(problems)} independent problem{'s' * (len(problems) != 1)} · " if problems else ""
+    st.caption(count + severity_counts(findings))
     model = _layer_labels(run_path)
     titles = {f.rule: f.title for f in findings}
-    for i, f in enumerate(findings):
+    # Each problem is its root cause's card with the findings it explains inside (diagnostics.group).
+    cards = [(p.root, p.consequences) for p in problems] + [(f, ()) for f in notes]
+    i = 0
+    for root, consequences in cards:
         with st.container(border=True, key=f"advice-{i}"):
-            card_head(f)
-            if f.fix:
-                st.markdown(f"**Suggested change:** {md_escape(fix_text(f.fix))}")
-            where = _where(f, model)
-            if where:
-                st.caption(where)
-            with st.container(horizontal=True, vertical_alignment="center"):
-                target = navigation.page(f.chart) if f.chart else None
-                if target is not None:
-                    label = f"Show on {target.title}" if target.key != current_page else "Highlight on the charts"
-                    if st.button(label, key=f"jump-{i}", icon=":material/arrow_forward:", type="tertiary"):
-                        _jump(f, run_path, target.key)
-                        if target.key == current_page:
-                            st.rerun()
-                        st.switch_page(target.script)
-                if actions is not None:
-                    actions(f, f"advice-{i}")
-            _evidence(f, titles)
+            _card(root, i, model, titles, run_path, current_page, actions)
+            i += 1
+            if consequences:
+                st.caption(f"Likely consequences of this problem ({len(consequences)}):")
+            for f in consequences:
+                with st.container(border=True, key=f"advice-{i}"):
+                    _card(f, i, model, titles, run_path, current_page, actions)
+                i += 1
+
+
+def _card(f, i: int, model: LayerModel, titles: dict, run_path: str, current_page: str,
+          actions: CardAction | None) -> None:
+    """One finding's card body (the caller draws the border)."""
+    card_head(f)
+    if f.fix:
+        st.markdown(f"**Suggested change:** {md_escape(fix_text(f.fix))}")
+    where = _where(f, model)
+    if where:
+        st.caption(where)
+    with st.container(horizontal=True, vertical_alignment="center"):
+        target = navigation.page(f.chart) if f.chart else None
+        if target is not None:
+            label = f"Show on {target.title}" if target.key != current_page else "Highlight on the charts"
+            if st.button(label, key=f"jump-{i}", icon=":material/arrow_forward:", type="tertiary"):
+                _jump(f, run_path, target.key)
+                if target.key == current_page:
+                    st.rerun()
+                st.switch_page(target.script)
+        if actions is not None:
+            actions(f, f"advice-{i}")
+    _evidence(f, titles)

@@ -13,9 +13,12 @@ from ..view import RunView
 RELU_FRIENDLY = ("relu", "leaky_relu", "prelu", "elu", "gelu")
 BOUNDED = ("tanh", "sigmoid")
 BAD_INITS = ("zeros", "small_normal", "large_normal")
+# Weight decay worth lowering when a model underfits: an L2 term (SGD, Adam), or AdamW's decoupled decay.
+HEAVY_L2_DECAY = 1e-2
+HEAVY_DECOUPLED_DECAY = 0.3
 
 
-def _round_sig(x: float, digits: int = 2) -> float:
+def round_sig(x: float, digits: int = 2) -> float:
     """Round to a few significant digits so a proposed lr reads like one a person would type."""
     if x == 0 or not math.isfinite(x):
         return x
@@ -24,7 +27,7 @@ def _round_sig(x: float, digits: int = 2) -> float:
 
 def lr_times(v: RunView, factor: float) -> dict:
     """{"lr": lr * factor}, or {} when the learning rate is unknown."""
-    return {"lr": _round_sig(v.lr * factor)} if v.lr else {}
+    return {"lr": round_sig(v.lr * factor)} if v.lr else {}
 
 
 def grad_clip(v: RunView, value: float = 1.0) -> dict:
@@ -72,7 +75,7 @@ def more_weight_decay(v: RunView) -> dict:
     wd = v.hparam("weight_decay")
     if not isinstance(wd, (int, float)):
         return {}
-    return {"weight_decay": 1e-4 if wd <= 0 else _round_sig(wd * 10)}
+    return {"weight_decay": 1e-4 if wd <= 0 else round_sig(wd * 10)}
 
 
 def less_regularization(v: RunView) -> dict:
@@ -82,7 +85,10 @@ def less_regularization(v: RunView) -> dict:
     if isinstance(d, (int, float)) and d >= 0.5:
         fix["dropout"] = 0.1
     wd = v.hparam("weight_decay")
-    if isinstance(wd, (int, float)) and wd >= 1e-2:
+    # AdamW's decoupled decay shrinks a weight by lr x wd per step, far less than an L2 term of the
+    # same value does through the gradient: its 0.01 default (0.1 in nanoGPT) is not heavy.
+    heavy = HEAVY_DECOUPLED_DECAY if v.weight_decay[1] else HEAVY_L2_DECAY
+    if isinstance(wd, (int, float)) and wd >= heavy:
         fix["weight_decay"] = 1e-4
     ls = v.hparam("label_smoothing")
     if isinstance(ls, (int, float)) and ls >= 0.3:

@@ -24,6 +24,21 @@ def _train_at_end(v: RunView, name: str, since: int | None) -> tuple[float, list
     return float(recent.mean()), [int(recent.index[0]), int(recent.index[-1])]
 
 
+def _train_over(v: RunView, name: str, a: int, b: int) -> tuple[float, list[int]] | None:
+    """(mean, [first, last step]) of train/<name> over the steps a-b that the evaluations it is
+    compared with cover: one batch's accuracy or loss is noise, their mean over the same stretch is
+    what the evaluations measured on held-out data. Widened back from b to at least 3 values (or
+    a tenth of the record) when the stretch holds fewer."""
+    s = v.run.series(T.split_metric("train", name)).dropna()
+    s = s[np.isfinite(s.to_numpy(dtype=float)) & (s.index <= b)]
+    if s.empty:
+        return None
+    win = s[s.index >= a]
+    if len(win) < 3:
+        win = s.iloc[-max(3, len(s) // 10):]
+    return float(win.mean()), [int(win.index[0]), int(win.index[-1])]
+
+
 def _smoothed_at(v: RunView, step: int) -> tuple[float, int]:
     """The smoothed train loss at the first recorded step at or after `step` (value, step)."""
     sm = v.smooth
@@ -32,17 +47,17 @@ def _smoothed_at(v: RunView, step: int) -> tuple[float, int]:
 
 
 def overfitting(v: RunView) -> list[Finding]:
-    """Evaluation loss rising from its best while the train loss keeps falling, or a large
-    train-evaluation accuracy gap."""
+    """The evaluation loss rises from its best while the model fits its training data ever better
+    (the train loss kept falling, or sits far below the evaluation loss over the same steps: a
+    train loss that has flattened still fits the training set it memorised); or evaluation accuracy
+    falls from its best, or stays well below the train accuracy measured over the same steps."""
     th = v.th
     split = v.eval_split
-    if split is None or not v.judges_end or not v.enough_loss or v.first_nonfinite is not None:
+    if split is None or not v.judges_end or not v.enough_loss or v.first_nonfinite is not None or not v.minimised:
         return []
     val = v.split_series(split, "loss")
     val = val[np.isfinite(val.to_numpy())]
     val_acc = v.split_series(split, "accuracy")
-    prev_eval = int(val.index[-2]) if len(val) >= 2 else None
-    train_acc = _train_at_end(v, "accuracy", prev_eval)
     evidence, reasons, severity = {}, [], None
     best_step = last_step = None
     sm = v.smooth
@@ -59,20 +74,33 @@ def overfitting(v: RunView) -> list[Finding]:
         big_enough = end - best >= th.overfit_abs_rise * ref
         train_then, train_then_step = _smoothed_at(v, best_step)
         train_fell = train_end < train_then * 0.95
-        if gl >= th.overfit_info_rise and big_enough and train_fell and best_step < last_step:
+        a = int(tail.index[0]) if len(tail) > 1 else int(val.index[-2])
+        train_win = _train_over(v, "loss", a, last_step)
+        gap = (end - train_win[0]) / end if train_win is not None and end > 0 else 0.0
+        wide_gap = gap >= th.overfit_loss_gap
+        if gl >= th.overfit_info_rise and big_enough and (train_fell or wide_gap) and best_step < last_step:
             tail_text = (f"{fmt(end)} (mean of the last evaluations, steps {int(tail.index[0])}-{last_step})"
                          if len(tail) > 1 else f"{fmt(end)} at step {last_step}")
-            reasons.append(f"the {split} loss rose {pct(gl)} from its best {fmt(best)} at step {best_step} to "
-                           f"{tail_text} while the smoothed train loss (median of {v.window} steps) fell from "
-                           f"{fmt(train_then)} at step {train_then_step} to {fmt(train_end)} at step {train_end_step}")
+            text = f"the {split} loss rose {pct(gl)} from its best {fmt(best)} at step {best_step} to {tail_text}"
+            if train_fell:
+                text += (f" while the smoothed train loss (median of {v.window} steps) fell from {fmt(train_then)} at "
+                         f"step {train_then_step} to {fmt(train_end)} at step {train_end_step}")
+                evidence.update(train_loss_at_best=train_then, train_loss_at_best_step=train_then_step,
+                                final_train_loss=train_end, final_train_loss_step=train_end_step,
+                                smooth_window=v.window)
+            if wide_gap:
+                t, (ta, tb) = train_win
+                text += (f"{' and' if train_fell else ' while'} the train loss over the same steps ({fmt(t)}, mean "
+                         f"over steps {ta}-{tb}) is {pct(gap)} below it: the model fits what it memorised")
+                evidence.update(train_loss_same_window=t, train_loss_same_window_steps=[ta, tb], loss_gap=gap,
+                                loss_gap_steps=[ta, last_step], overfit_loss_gap=th.overfit_loss_gap)
+            reasons.append(text)
             evidence.update(best_eval_step=best_step, best_eval_loss=best, best_eval_loss_step=best_step,
                             final_eval_loss=end, final_eval_loss_steps=[int(tail.index[0]), last_step],
                             generalization_loss=gl, generalization_loss_steps=[best_step, last_step],
-                            train_loss_at_best=train_then, train_loss_at_best_step=train_then_step,
-                            final_train_loss=train_end, final_train_loss_step=train_end_step, smooth_window=v.window,
                             overfit_val_rise=th.overfit_val_rise, overfit_info_rise=th.overfit_info_rise,
                             overfit_abs_rise=th.overfit_abs_rise)
-            severity = "warning" if gl >= th.overfit_val_rise else "info"
+            severity = "warning" if gl >= th.overfit_val_rise or wide_gap else "info"
 
     if len(val_acc) >= 4:
         best_acc_step = int(val_acc.idxmax())
@@ -94,19 +122,32 @@ def overfitting(v: RunView) -> list[Finding]:
             severity = "warning"
             best_step = best_step if best_step is not None else best_acc_step
             last_step = last_step or b
-    if train_acc is not None and len(val_acc):
-        (tr, tr_steps), acc_end, acc_step = train_acc, float(val_acc.iloc[-1]), int(val_acc.index[-1])
-        gap = tr - acc_end
-        limit = th.overfit_acc_gap_high if tr > 0.9 else th.overfit_acc_gap
-        if gap >= limit:
-            reasons.append(f"train accuracy {fmt(tr)} (mean over steps {tr_steps[0]}-{tr_steps[1]}) is {fmt(gap, 2)} "
-                           f"above the {split} accuracy {fmt(acc_end)} at step {acc_step} (limit {fmt(limit, 2)})")
-            evidence.update(train_accuracy=tr, train_accuracy_steps=tr_steps, eval_accuracy=acc_end,
-                            eval_accuracy_step=acc_step, accuracy_gap=gap, accuracy_gap_steps=[tr_steps[0], acc_step],
-                            accuracy_gap_limit=limit)
-            severity = "warning"
-            last_step = last_step or acc_step
-            best_step = best_step or int(val_acc.index[0])
+    if len(val_acc):
+        # Train accuracy over the steps the last evaluations cover, against their mean: a one-batch
+        # train accuracy against a full evaluation compares noise with a measurement.
+        tail = val_acc.iloc[-3:]
+        a, acc_step = (int(tail.index[0]) if len(tail) > 1 else int(val_acc.index[-1])), int(tail.index[-1])
+        if len(tail) > 1:
+            prev = val_acc.index[val_acc.index < a]
+            a = int(prev[-1]) + 1 if len(prev) else int(sm.index[0])
+        train_acc = _train_over(v, "accuracy", a, acc_step)
+        if train_acc is not None:
+            (tr, tr_steps), acc_end = train_acc, float(tail.mean())
+            gap = tr - acc_end
+            limit = th.overfit_acc_gap_high if tr > 0.9 else th.overfit_acc_gap
+            if gap >= limit:
+                what = (f"the {split} accuracy {fmt(acc_end)} (mean of the evaluations at steps "
+                        f"{int(tail.index[0])}-{acc_step})" if len(tail) > 1
+                        else f"the {split} accuracy {fmt(acc_end)} at step {acc_step}")
+                reasons.append(f"train accuracy {fmt(tr)} (mean over steps {tr_steps[0]}-{tr_steps[1]}) is "
+                               f"{fmt(gap, 2)} above {what} (limit {fmt(limit, 2)})")
+                evidence.update(train_accuracy=tr, train_accuracy_steps=tr_steps, eval_accuracy=acc_end,
+                                eval_accuracy_steps=[int(tail.index[0]), acc_step],
+                                accuracy_gap=gap, accuracy_gap_steps=[tr_steps[0], acc_step],
+                                accuracy_gap_limit=limit)
+                severity = "warning"
+                last_step = last_step or acc_step
+                best_step = best_step or int(val_acc.index[0])
     if not reasons:
         return []
     msg = "The model fits the training data better than it generalizes: " + "; ".join(reasons) + "."
@@ -126,20 +167,25 @@ def underfitting(v: RunView) -> list[Finding]:
     not fit the training data. A loss that is still falling fast makes this an info ("train
     longer"), not a warning: the run is unfinished rather than unable to fit."""
     th = v.th
-    if not v.judges_end or not v.enough_loss or v.first_nonfinite is not None:
+    if not v.judges_end or not v.enough_loss or v.first_nonfinite is not None or not v.minimised:
         return []
     sm = v.smooth
     end, end_step = float(sm.iloc[-1]), int(sm.index[-1])
     rel = v.relative(end)
-    if rel is None or rel <= th.underfit_loss_frac:
+    # Against a known floor a high level is underfitting; where the floor is unknown (a language
+    # model, a regression) a level says nothing by itself, only a loss that hardly came down does.
+    limit = th.underfit_loss_frac if v.floor_known else v.progress_limit
+    if rel is None or rel <= limit:
         return []
     evidence = {"final_train_loss": end, "final_train_loss_step": end_step, "smooth_window": v.window,
                 "reference_loss": v.reference_loss, "loss_floor": v.loss_floor, "relative_level": rel,
-                "relative_level_step": end_step, "underfit_loss_frac": th.underfit_loss_frac}
+                "relative_level_step": end_step}
+    evidence.update({"underfit_loss_frac": th.underfit_loss_frac} if v.floor_known
+                    else {**v.progress_evidence(), "relative_level_limit": limit})
     split = v.eval_split
     val = v.split_series(split, "loss") if split else None
     msg = (f"The smoothed train loss (median of {v.window} steps) ends at {fmt(end)} at step {end_step}, "
-           f"{v.level_text(end)} (limit {fmt(th.underfit_loss_frac, 2)})")
+           f"{v.level_text(end)} (limit {fmt(limit, 2)})")
     if val is not None and len(val):
         v_end, v_step = float(val.iloc[-1]), int(val.index[-1])
         if np.isfinite(v_end) and v_end > end * (1 + th.underfit_gap):

@@ -137,6 +137,32 @@ def _grad_to_weight(v: RunView) -> tuple[pd.Series, pd.DataFrame]:
     return pd.Series(np.nanmedian(vals[ok], axis=1), index=df.index[ok]).dropna(), df
 
 
+def _sgd_step(v: RunView) -> tuple[pd.Series, pd.DataFrame, pd.Series] | None:
+    """(per recorded step after the first, the typical layer's ||grad|| / ||weight|| times the
+    learning rate then; the per-layer gradient/weight ratios; the learning rate per step), for an
+    optimizer whose step follows the gradient's size (SGD and the like), else None.
+
+    What the optimizer does with a gradient decides whether it is too large, not its size alone: a
+    plain SGD step moves a weight by lr x its gradient, so lr x ||g|| / ||w|| is the fraction of
+    the weight one step rewrites. Adam and the other adaptive optimizers divide by a running
+    gradient scale, so the same model with a summed or a mean loss takes the same steps: no
+    gradient size says anything about them (their update ratios do, on the Updates page). The
+    first recorded step is left out: its gradient was taken before any update, so it shows the
+    init (or the loss's reduction), not a gradient that grew."""
+    if v.adaptive or v.lr is None:
+        return None
+    gw, per_layer = _grad_to_weight(v)
+    if gw.empty:
+        return None
+    first = int(v.loss.index[0]) if len(v.loss) else int(gw.index[0])
+    gw = gw[gw.index > first]
+    if gw.empty:
+        return None
+    lrs = pd.Series([v.lr_at(int(s)) or np.nan for s in gw.index], index=gw.index, dtype=float)
+    sgd = (gw * lrs).dropna()
+    return (sgd, per_layer, lrs) if len(sgd) else None
+
+
 def _total_norm(v: RunView) -> pd.Series:
     """Total gradient norm per recorded step from the per-parameter norms (finite, > 0)."""
     norms = v.grad_norms
@@ -170,7 +196,10 @@ def _norm_spike(v: RunView) -> Spike | None:
     s = s[np.isfinite(s.to_numpy()) & (s.to_numpy() > 0)]
     if len(s) < window + 3:
         return None
-    med = s.rolling(window, min_periods=max(3, window // 2)).median().shift(1)
+    # Recorded samples are sparse: early in the run the samples there are stand for the window,
+    # so a blow-up within the first few samples (a step size that diverges at once) is seen too.
+    early = 1 if tag != GRAD_NORM_TAG else max(3, window // 2)
+    med = s.rolling(window, min_periods=early).median().shift(1)
     ratio = (s / med).dropna()
     if ratio.empty:
         return None
@@ -271,7 +300,9 @@ def exploding_gradients(v: RunView) -> list[Finding]:
                 tags += [T.grad(p, "norm") for p in top]
 
     a = v.grad_abs_mean
-    if a.shape[1] >= 2:
+    # Adaptive optimizers scale each parameter's step by its own gradient size, so gradients that
+    # are larger near the input do not make larger steps there.
+    if a.shape[1] >= 2 and not v.adaptive:
         with np.errstate(all="ignore"):
             fl = (a.iloc[:, 0] / a.iloc[:, -1]).replace([np.inf, -np.inf], np.nan).dropna()
         if len(fl):
@@ -288,7 +319,9 @@ def exploding_gradients(v: RunView) -> list[Finding]:
                     layers.append(a.columns[0])
                 tags += [T.grad(a.columns[0], "abs_mean"), T.grad(a.columns[-1], "abs_mean")]
     spike = _norm_spike(v)
-    jump = _loss_jump_after(v, spike.step) if spike is not None and spike.ratio >= th.explode_spike else None
+    # A loss that jumps is only a symptom for a loss the run minimises (a GAN's jump all the time).
+    jump = _loss_jump_after(v, spike.step) if spike is not None and spike.ratio >= th.explode_spike \
+        and v.minimised else None
     if jump is not None:
         m0, m1 = spike.median_steps
         after = f"{fmt(jump.peak)}" if np.isfinite(jump.peak) else "non-finite"
@@ -304,22 +337,26 @@ def exploding_gradients(v: RunView) -> list[Finding]:
         severity = severity or "warning"
         span(spike.step, jump.step)
         tags += [spike.tag if spike.tag == GRAD_NORM_TAG else "grad/<param>/norm", T.TRAIN_LOSS]
-    gw, per_layer = _grad_to_weight(v)
-    if not gw.empty:
-        peak_step = int(gw.idxmax())
-        peak = float(gw.max())
+    step = _sgd_step(v)
+    if step is not None:
+        sgd, per_layer, lrs = step
+        peak_step, peak = int(sgd.idxmax()), float(sgd.max())
         # Twice over the limit, or once over 10x it: one borderline sample is not an explosion.
-        above = int((gw >= th.explode_grad_weight).sum())
-        if above >= 2 or peak >= 10 * th.explode_grad_weight:
-            reasons.append(f"at step {peak_step} the typical layer's gradient norm was {fmt(peak)}x its weight norm "
-                           f"(limit {fmt(th.explode_grad_weight)}x)")
-            evidence.update(grad_to_weight_peak=peak, grad_to_weight_peak_step=peak_step,
-                            explode_grad_weight=th.explode_grad_weight)
-            severity = severity or ("critical" if peak >= 100 * th.explode_grad_weight else "warning")
+        above = int((sgd >= th.update_ratio_high).sum())
+        if above >= 2 or peak >= 10 * th.update_ratio_high:
+            gw = float(per_layer.loc[peak_step].median())
+            lr_peak = float(lrs.loc[peak_step])
+            reasons.append(f"at step {peak_step} the typical layer's gradient norm was {fmt(gw)}x its weight norm: a "
+                           f"plain SGD step at the learning rate {fmt(lr_peak)} moves the weights by {fmt(peak)} of "
+                           f"their norm (limit {fmt(th.update_ratio_high)})")
+            evidence.update(sgd_step_peak=peak, sgd_step_peak_step=peak_step, grad_to_weight_at_peak=gw,
+                            grad_to_weight_at_peak_step=peak_step, lr_at_peak=lr_peak, lr_at_peak_step=peak_step,
+                            update_ratio_high=th.update_ratio_high)
+            severity = severity or ("critical" if peak >= 10 * th.update_ratio_high else "warning")
             top = [p for p in per_layer.loc[peak_step].dropna().sort_values(ascending=False).index[:3] if p not in layers]
             layers += top
             tags += [T.grad(p, "norm") for p in top] + [T.weight(p, "norm") for p in top]
-            big = gw[gw >= th.explode_grad_weight]
+            big = sgd[sgd >= th.update_ratio_high]
             span(int(big.index[0]), int(big.index[-1]))
     if not reasons:
         return []

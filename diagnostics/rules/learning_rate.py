@@ -42,6 +42,7 @@ class Divergence:
     roughness: float | None = None       # median |dL| / median L over the second half
     roughness_steps: tuple[int, int] | None = None
     no_progress: bool = False
+    noise: float = 0.0                   # the loss's own batch-to-batch noise (robust sigma of raw - smooth)
 
     @property
     def blew_up(self) -> bool:
@@ -75,9 +76,15 @@ def divergence(v: RunView) -> Divergence:
         else:
             d.nan_kind = "sudden"
 
+    # Batch-to-batch noise of the loss (1.4826 x the median absolute deviation of the raw loss from
+    # its rolling median: a robust standard deviation): a rise or a spike counts only beyond it, so a
+    # high but working learning rate whose batches are noisy is not read as a blow-up.
+    resid = np.abs(s.to_numpy(dtype=float) - sm.reindex(s.index).to_numpy(dtype=float))
+    d.noise = float(1.4826 * np.median(resid)) if len(resid) else 0.0
     if len(sm) >= 3:
         runmin = sm.cummin()
-        climbing = (sm >= th.diverge_factor * runmin) & (sm - runmin >= th.diverge_abs_frac * abs(init))
+        climbing = ((sm >= th.diverge_factor * runmin) & (sm - runmin >= th.diverge_abs_frac * abs(init))
+                    & (sm - runmin >= th.noise_band * d.noise))
         if climbing.any():
             t = int(climbing.idxmax())
             d.rise_step = t
@@ -90,7 +97,8 @@ def divergence(v: RunView) -> Divergence:
 
     # Raw spikes after the first few updates, ignored when the loss is tiny in absolute terms.
     after = s.iloc[th.init_steps:]
-    big = after[after > th.spike_factor * max(abs(init), 1e-8)]
+    level = sm.reindex(after.index)
+    big = after[(after > th.spike_factor * max(abs(init), 1e-8)) & (after - level >= 2 * th.noise_band * d.noise)]
     if len(big) and init > 0:
         d.spike_step, d.spike_value = int(big.index[0]), float(big.iloc[0])
 
@@ -101,7 +109,7 @@ def divergence(v: RunView) -> Divergence:
             d.roughness = float(np.median(np.abs(np.diff(half.to_numpy())))) / level
             d.roughness_steps = (int(half.index[0]), int(half.index[-1]))
     rel = v.relative(float(sm.iloc[-1])) if len(sm) else None
-    d.no_progress = rel is not None and rel > th.progress_frac
+    d.no_progress = v.no_progress(rel)
     return d
 
 
@@ -129,6 +137,32 @@ def update_sentence(rows: list[V.LayerVerdict], words, said: str, th) -> tuple[s
             f"~{fmt(th.update_ratio_guide_cs231n)} per CS231n, ~{fmt(th.update_ratio_guide_notes)} per the tuning "
             f"notes).")
     return text, evidence
+
+
+@dataclass
+class Growth:
+    """How much the layer weights grew over the run (weight norm at the last record / at the first)."""
+
+    typical: float                  # median over layer weights
+    steps: tuple[int, int]          # first and last record it spans
+    per_layer: dict
+
+
+def weight_growth(v: RunView) -> Growth | None:
+    """The growth of the layer weights that feed no normalization layer (those are scale-invariant:
+    their norm drifts freely under any step size), from their first to their last recorded norm."""
+    per, spans = {}, []
+    for p in v.weight_params:
+        if v.layers.model.feeds_norm(p):
+            continue
+        s = v.run.series(T.weight(p, "norm")).dropna()
+        s = s[np.isfinite(s.to_numpy(dtype=float))]
+        if len(s) >= 3 and s.iloc[0] > 0:
+            per[p] = float(s.iloc[-1] / s.iloc[0])
+            spans.append((int(s.index[0]), int(s.index[-1])))
+    if not per:
+        return None
+    return Growth(float(np.median(list(per.values()))), (min(a for a, _ in spans), max(b for _, b in spans)), per)
 
 
 def _died_during_training(v: RunView) -> list[str]:
@@ -172,8 +206,10 @@ def lr_too_high(v: RunView) -> list[Finding]:
     climbed_above_start = bool(len(later)) and float(later.max()) > init * th.diverge_factor and bool(reached_sane)
 
     reasons, severity, evidence, starts = [], None, {}, []
-    # With a sound start, any blow-up counts; with a bad start, only one that climbs above it.
-    allowed = not init_bad
+    # With a sound start, any blow-up counts; with a bad start, only one that climbs above it. A loss
+    # the run does not minimise (a GAN's) says nothing about the step size by climbing.
+    allowed = not init_bad and v.minimised
+    climbed_above_start = climbed_above_start and v.minimised
     if d.nan_kind in ("after_rise", "early") and (allowed or d.nan_kind == "after_rise" and climbed_above_start):
         how = "after climbing" if d.nan_kind == "after_rise" else "before the run had learned anything"
         reasons.append(f"the loss became non-finite at step {d.nan_step} {how}")
@@ -202,13 +238,25 @@ def lr_too_high(v: RunView) -> list[Finding]:
         reasons.append(f"the loss thrashes without improving: its median step-to-step change is "
                        f"{fmt(d.roughness, 2)} of its level over steps {a}-{b}")
         evidence.update(loss_roughness=d.roughness, loss_roughness_steps=list(d.roughness_steps),
-                        oscillation_ratio=th.oscillation_ratio, progress_frac=th.progress_frac)
+                        oscillation_ratio=th.oscillation_ratio, **v.progress_evidence())
         severity, starts = "warning", starts + [a]
-    if r_high and allowed and not reasons and (d.no_progress or died):
+    if r_high and not init_bad and not reasons and (d.no_progress and v.minimised or died):
         reasons.append(f"ReLU layers {layer_list(died)} died during training" if died
                        else "the loss is not improving")
-        evidence.update(progress_frac=th.progress_frac)
+        evidence.update(v.progress_evidence())
         severity = "warning"
+    growth = weight_growth(v) if rows and not reasons and not init_bad else None
+    end_rel = v.relative(float(v.smooth.iloc[-1])) if len(v.smooth) else None
+    fits = v.floor_known and end_rel is not None and end_rel < th.fits_well
+    if growth is not None and growth.typical >= th.lr_weight_growth and not fits:
+        # A step size too large to blow the loss up still inflates the weights it rewrites.
+        a, b = growth.steps
+        reasons.append(f"the layer weights grew {fmt(growth.typical)}x from step {a} to step {b} (median over the "
+                       f"layer weights not followed by a normalization layer; limit {fmt(th.lr_weight_growth)}x) under "
+                       f"these updates")
+        evidence.update(weight_growth=growth.typical, weight_growth_steps=[a, b], lr_weight_growth=th.lr_weight_growth,
+                        fits_well=th.fits_well)
+        severity, starts = "warning", starts + [a]
     if not reasons:
         return []
     if died and not any("died" in x for x in reasons):
@@ -240,7 +288,8 @@ def lr_too_high(v: RunView) -> list[Finding]:
     evidence["lr_divisor"] = divisor
     advice = (f"Divide the learning rate by {divisor} (the fix below); if it must stay this high, add warmup and clip "
               "the gradient norm.")
-    tags = (T.TRAIN_LOSS, T.lr(0)) + ((UPDATE_TAGS_NOTE,) if rows else ())
+    # Only tags the run has: a loop without an optimizer records no learning rate.
+    tags = (T.TRAIN_LOSS,) + ((T.lr(0),) if len(v.lr_series.dropna()) else ()) + ((UPDATE_TAGS_NOTE,) if rows else ())
     return [Finding(
         rule="lr_too_high", severity=severity, title="Learning rate too high",
         message=msg, advice=advice, evidence=evidence, steps=(first, last), layers=layers,
@@ -261,7 +310,7 @@ def lr_too_low(v: RunView) -> list[Finding]:
     level = v.level_text(end)
     evidence = {"final_smoothed_loss": end, "final_smoothed_loss_step": end_step, "smooth_window": v.window,
                 "relative_level": rel, "relative_level_step": end_step, "reference_loss": v.reference_loss,
-                "loss_floor": v.loss_floor, "progress_frac": th.progress_frac, "lr": v.lr}
+                "loss_floor": v.loss_floor, **v.progress_evidence(), "lr": v.lr}
     no_grad = {x.name for x in v.verdicts(V.GRADIENT_FLOW) if x.verdict == V.NO_GRADIENT}
     all_rows = v.verdicts(V.UPDATES)
     rows = [x for x in all_rows if x.name not in no_grad]

@@ -112,6 +112,12 @@ def nan_loss(v: RunView) -> list[Finding]:
             if len(steps):
                 first, last = int(steps.min()), int(steps.max())
             msg += f" The recorder logged {len(nan_events)} non-finite loss event(s)."
+    origin = nonfinite_origin(v)
+    if origin is not None:
+        text, ev, origin_tags = origin
+        msg += " " + text
+        evidence.update(ev)
+        tags += origin_tags
     if before_any_update:
         advice = ("The first loss was already non-finite, before any update: check the inputs and labels for "
                   "NaN/Inf and the loss function (log of zero, division by zero) before tuning anything.")
@@ -128,6 +134,71 @@ def nan_loss(v: RunView) -> list[Finding]:
         evidence=evidence, steps=(first, last) if first is not None else None, fix=fix,
         chart="overview", tags=tuple(tags),
     )]
+
+
+def _first_nonfinite(v: RunView, family: str, names: list[str]) -> tuple[int, list[str]] | None:
+    """(the first recorded step at which any of `names` counted non-finite values, those names in
+    network order) for act/<module>/nonfinite or grad/<param>/nonfinite."""
+    tag_of = T.act if family == "act" else T.grad
+    hits = {}
+    for n in names:
+        s = v.run.series(tag_of(n, "nonfinite")).dropna()
+        h = s[s > 0]
+        if len(h):
+            hits[n] = int(h.index[0])
+    if not hits:
+        return None
+    step = min(hits.values())
+    return step, [n for n in names if hits.get(n) == step]
+
+
+def nonfinite_origin(v: RunView) -> tuple[str, dict, list[str]] | None:
+    """Where non-finite values first appeared, from the per-module and per-parameter counts the
+    probes keep on sampled steps: forward, the first module in network order whose output held
+    NaN/Inf at the first such step (the modules before it were finite, so it made them, or it got
+    them from the input when it is the first); backward, the parameter nearest the output whose
+    gradient held them (gradients flow back from the output). (text, evidence, tags), or None when
+    nothing non-finite was counted."""
+    mods = [m for m in v.names("act", "nonfinite")]
+    params = v.names("grad", "nonfinite", param=True)
+    fwd = _first_nonfinite(v, "act", mods) if mods else None
+    bwd = _first_nonfinite(v, "grad", params) if params else None
+    if fwd is None and bwd is None:
+        return None
+    loss_step = v.first_nonfinite
+    probes = v.meta.get("probes") if isinstance(v.meta.get("probes"), dict) else {}
+    every = probes.get("every") if isinstance(probes.get("every"), int) else None
+    forward = fwd is not None and (bwd is None or fwd[0] <= bwd[0])
+    step, names = fwd if forward else bwd
+    ev, tags = {}, []
+    if loss_step is not None and step > loss_step:
+        # Sampled after the loss had turned: every layer is non-finite by then, nothing to locate.
+        ev.update(nonfinite_recorded_step=step, first_nonfinite_step=loss_step)
+        text = (f"Layer statistics first counted NaN/Inf at step {step}, after the loss had turned non-finite at step "
+                f"{loss_step}: once an update has written NaN into the weights every layer is non-finite, and layer "
+                "statistics are sampled" + (f" every {every} steps" if every else "") + ", so where it started was "
+                "not recorded. Record every step around it (probes.attach(..., every=1)) to see the module that "
+                "starts it.")
+        if every:
+            ev["probe_every"] = every
+        return text, ev, [T.act(names[0], "nonfinite") if forward else T.grad(names[-1], "nonfinite")]
+    if forward:
+        m = names[0]
+        kind = v.module_type(m) or "module"
+        where = (f"the output of {m} ({kind}), the first module of the network: its input batch or its own weights "
+                 f"held NaN/Inf" if m == mods[0] else
+                 f"the output of {m} ({kind}); the modules before it were finite, so {m} (its weights or what it "
+                 f"computes) produced them")
+        text = f"Forward, the first non-finite values recorded were at step {step}, in {where}."
+        ev.update(nonfinite_module=m, nonfinite_module_step=step)
+        tags.append(T.act(m, "nonfinite"))
+    else:
+        p = names[-1]
+        text = (f"Backward, the first non-finite gradients recorded were at step {step}, starting at {p} (the "
+                f"parameter nearest the output with NaN/Inf gradients; gradients flow back from the output).")
+        ev.update(nonfinite_param=p, nonfinite_param_step=step)
+        tags.append(T.grad(p, "nonfinite"))
+    return text, ev, tags
 
 
 def _after_last_sustained(mask: np.ndarray, sustained: int) -> int:
@@ -154,6 +225,19 @@ def plateau_start(sm, tol: float, sustained: int, far: float) -> int:
     return start + int(np.argmax(near))
 
 
+def _eval_still_improving(v: RunView, start: int, tol: float) -> bool:
+    """Whether the evaluation loss fell by more than twice `tol` (relative) from the first
+    evaluation at or after `start` to the last: then the model still improves, whatever the train
+    loss does (a language model reading its corpus in order sees easier and harder stretches)."""
+    val = v.split_series(v.eval_split, "loss")
+    val = val[np.isfinite(val.to_numpy())]
+    during = val[val.index >= start]
+    if len(during) < 2:
+        return False
+    first, last = float(during.iloc[0]), float(during.iloc[-1])
+    return first > 0 and (first - last) / first > 2 * tol
+
+
 def loss_plateau(v: RunView) -> list[Finding]:
     """The train loss stopped moving for a long final stretch while still high."""
     th = v.th
@@ -167,13 +251,15 @@ def loss_plateau(v: RunView) -> list[Finding]:
     frac = (last - start) / span
     if frac < th.plateau_min_frac:
         return []
+    if _eval_still_improving(v, start, th.plateau_tol):
+        return []  # held-out loss still falls: the train loss is not stationary (a corpus walked in order)
     init = v.init_loss if v.init_loss is not None else float(sm.iloc[0])
     init_step = first
     evidence = {"plateau_start_step": start, "plateau_fraction": frac, "plateau_fraction_steps": [start, last],
                 "plateau_level": end, "plateau_level_step": last, "smooth_window": v.window,
                 "relative_level": rel, "relative_level_step": last, "reference_loss": ref,
                 "loss_floor": v.loss_floor, "plateau_tol": th.plateau_tol, "plateau_min_frac": th.plateau_min_frac,
-                "progress_frac": th.progress_frac, "diverge_factor": th.diverge_factor}
+                **v.progress_evidence(), "diverge_factor": th.diverge_factor}
     before = sm[sm.index < start]
     low, low_step = (float(before.min()), int(before.idxmin())) if len(before) else (end, start)
     low_rel = v.relative(low)

@@ -8,6 +8,7 @@ import numpy as np
 from runstore import tags as T
 
 from ..finding import Finding
+from ..task import LANGUAGE_MODEL
 from ..view import RunView, fmt
 
 
@@ -121,7 +122,9 @@ def low_confidence(v: RunView) -> list[Finding]:
                     f"which explains it.")
     settled = v.still_falling <= th.still_falling or capped
     reasons = []
-    if v.n_classes:
+    # A language model's next-symbol distribution stays spread however well it is trained (text has
+    # an entropy of its own): closeness to a uniform guess says nothing there.
+    if v.n_classes and v.task.kind != LANGUAGE_MODEL:
         uniform = 1 / v.n_classes
         limit = uniform + th.low_confidence_frac * (1 - uniform)
         evidence.update(uniform=uniform, low_confidence_limit=limit)
