@@ -6,6 +6,9 @@ variants and the DIY TensorBoard variants form two groups, each with its own bar
 loop's after-effects need a pause after each of its turns). Prints each variant's median time per
 step and the median over rounds of its ratio to the bare loop of the same round.
 Usage: python benchmarks/overhead.py [--steps 200] [--rounds 7] [--chunk 25] [--device cpu|cuda]
+The framework workloads are opt-in: --workloads lightning,trainer (benchmarks/overhead_frameworks.py:
+a whole fit per variant and round, the callbacks against Lightning's grad_norm logging and the
+Trainer's logging_steps).
 """
 
 from __future__ import annotations
@@ -178,12 +181,16 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--workloads", default="mlp,cnn")
+    ap.add_argument("--workloads", default="mlp,cnn", help="mlp, cnn; opt-in: lightning, trainer")
     ap.add_argument("--chunk", type=int, default=25, help="steps a variant runs before the next one takes its turn")
     ap.add_argument("--settle", type=float, default=0.15, help="untimed seconds after each DIY TensorBoard turn")
     ap.add_argument("--diy-steps", type=int, default=None,
                     help="steps for the slow DIY-TensorBoard variants (default: steps/4)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: torch's choice); 1 steadies timings on a busy machine")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     # Two groups, each with its own bare loop: probes variants take quick turns with nothing in
     # between; DIY TensorBoard variants need the untimed pause after each turn (see measure).
     probe_group = ["bare", "probes:default", "probes:1", "probes:10", "probes:50"]
@@ -197,6 +204,10 @@ def main(argv=None):
           f"steps={args.steps} rounds={args.rounds} chunk={args.chunk} default every={probes.ProbeOptions().every}")
     with tempfile.TemporaryDirectory() as tmp:
         for wl in args.workloads.split(","):
+            if wl in ("lightning", "trainer"):  # whole fits: their own harness
+                import overhead_frameworks
+                overhead_frameworks.report(wl, args.steps, args.rounds, args.chunk, args.device, Path(tmp))
+                continue
             times, ratio = {}, {}
             # DIY TensorBoard every step is ~50x slower: fewer steps keep the run short.
             for group, settle in ((probe_group, 0.0), (diy_group, args.settle)):
