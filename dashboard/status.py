@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jobs import STARTING
-from runstore.schema import FAILED, FINISHED, KILLED, RUNNING, STOPPED
+from runstore.schema import FAILED, FINISHED, IMPORTED, KILLED, RUNNING, STOPPED
 
 UNREADABLE = "unreadable"  # a run folder whose run.json or run.db could not be read
 
@@ -30,6 +30,8 @@ LOOKS = {
     STOPPED: StatusLook("stopped", "gray", "Stopped on request before the planned end."),
     KILLED: StatusLook("not finished", "orange", "The recording process is gone (crashed or killed) without "
                        "closing the run; what it recorded is shown."),
+    IMPORTED: StatusLook("imported", "gray", "Read from another format (a TensorBoard log), which does not say "
+                         "whether training still runs."),
     UNREADABLE: StatusLook("unreadable", "red", "The run's files could not be read."),
 }
 # The order statuses are listed in (filters, legends).

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runstore import HistSeries, Run, RunReadError
+from runstore import HistSeries, Run, RunReadError, schema
 
 from . import tb_cache
 from . import tb_scalar_events
@@ -338,7 +338,7 @@ class _Log:
         meta = {
             "name": path.name if path.is_dir() else path.parent.name,
             "description": f"Imported from TensorBoard event files ({len(files)} file(s))",
-            "source": "tensorboard", "status": "unknown", "hparams": dict(m["hparams"]),
+            "source": "tensorboard", "status": schema.IMPORTED, "hparams": dict(m["hparams"]),
             "created": m["created"], "ended": m["ended"],
             "tensorboard": {"files": [rel[str(f)] for f in files], "tag_map": dict(m["rename"])},
         }

@@ -116,7 +116,7 @@ def effective_status(meta: dict, last_flush: float | None, *, now: float | None 
     """The stored status, except that a "running" run whose writer is gone becomes "killed". A
     status that is not one of schema.STATUSES counts as "running" (its writer decides)."""
     status = meta.get("status", schema.RUNNING) if isinstance(meta, dict) else schema.RUNNING
-    if status in schema.ENDED:
+    if status in schema.ENDED or status == schema.IMPORTED:
         return status
     return schema.RUNNING if writer_alive(meta if isinstance(meta, dict) else {}, last_flush, now=now) \
         else schema.KILLED

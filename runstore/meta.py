@@ -107,7 +107,7 @@ def clean_meta(raw: dict) -> tuple[dict, list[str]]:
         drop("pid", "is not a process id")
     if "sample" in meta and not isinstance(meta["sample"], bool):
         drop("sample", "should be true or false")
-    if "status" in meta and meta["status"] not in schema.STATUSES:
+    if "status" in meta and meta["status"] not in schema.STATUSES + (schema.IMPORTED,):
         drop("status", f"is not one of {', '.join(schema.STATUSES)}")
     if meta.get("hparams") is None:
         meta.pop("hparams", None)

@@ -45,6 +45,8 @@ FILES = (META_FILE, DB_FILE, DB_WAL, DB_SHM, LOG_FILE, CONFIG_FILE, JOB_FILE)
 # turns a "running" run whose process is gone into "killed" (see reader.effective_status).
 RUNNING, FINISHED, FAILED, STOPPED, KILLED = "running", "finished", "failed", "stopped", "killed"
 STATUSES = (RUNNING, FINISHED, FAILED, STOPPED, KILLED)
+# Runs imported from other formats (TensorBoard logs) do not say whether their writer still lives.
+IMPORTED = "unknown"
 
 
 ENDED = tuple(s for s in STATUSES if s != RUNNING)

@@ -300,3 +300,18 @@ def test_checksums_match_tensorboards():
     starts = 3 + np.concatenate([[0], np.cumsum(lens)[:-1]])
     got = tb_records.masked_crc32c_many(data, starts, lens)
     assert got.tolist() == [masked_crc32c(data[s:s + n].tobytes()) for s, n in zip(starts, lens)]
+
+
+def test_an_imported_log_is_neither_live_nor_killed(tmp_path):
+    """A TensorBoard log says nothing about its writer: it reads as imported, never as a live run."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    import diagnostics
+    from runstore import schema
+
+    w = SummaryWriter(str(tmp_path / "log"))
+    for i in range(30):
+        w.add_scalar("loss", 1.0 / (i + 1), i)
+    w.close()
+    run = diagnostics.load_run(tmp_path / "log")
+    assert run.status == schema.IMPORTED
