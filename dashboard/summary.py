@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import heapq
 import itertools
-import math
 import threading
 import traceback
 from collections import Counter, OrderedDict
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from runstore import effective_status, meta_signature, read_meta, schema, tags
+from runstore.meta import clean_number
 
 from . import format as fmt
 from .discovery import TENSORBOARD, RunRef
@@ -133,18 +133,8 @@ def _cell(v: str) -> str:
     return v if len(v) <= MAX_TEXT else v[:MAX_TEXT - 1] + "…"
 
 
-def _number(v) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    try:
-        v = float(v)
-    except OverflowError:
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _when(t) -> datetime | None:
-    t = _number(t)
+    t = clean_number(t)
     if t is None:
         return None
     try:
@@ -229,7 +219,7 @@ def run_data(run, findings) -> RunData:
                    train_loss=final_value(run.series(tags.TRAIN_LOSS)),
                    val_loss=final_value(run.series(tags.split_metric("val", "loss")), window=1),
                    val_accuracy=final_value(run.series(tags.split_metric("val", "accuracy")), window=1),
-                   critical=sev.count("critical"), warnings=sev.count("warning"), last_flush=_number(run.last_flush))
+                   critical=sev.count("critical"), warnings=sev.count("warning"), last_flush=clean_number(run.last_flush))
 
 
 def handle_data(h: RunHandle) -> RunData:
@@ -265,7 +255,7 @@ def row(ref: RunRef, info: RunInfo, data: RunData | None, *, first_keys=()) -> d
         "train loss": data.train_loss if data is not None else float("nan"),
         "val loss": data.val_loss if data is not None else float("nan"),
         "val accuracy": data.val_accuracy if data is not None else float("nan"),
-        "lr": _number(lr),
+        "lr": clean_number(lr),
         "hyperparameters": problem if problem else key_hparams(info.hparam_text or info.hparams, first=first_keys,
                                                                skip=OWN_COLUMNS),
         "created": info.created,

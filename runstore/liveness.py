@@ -11,12 +11,12 @@ run recorded on another host, the heartbeat decides: a writer flushes at least e
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import time
 
 from . import schema
+from . import meta as _meta  # meta imports this module too: read its function at call time
 
 # pid_t is a signed 32-bit integer on every OS Python runs on; 0 and negative values address
 # process groups in kill(2), never one process.
@@ -86,27 +86,17 @@ def process_started(pid) -> float | None:
         return None
 
 
-def _time_or_none(value) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        value = float(value)
-    except OverflowError:
-        return None
-    return value if math.isfinite(value) else None
-
-
 def writer_alive(meta: dict, last_flush: float | None, *, now: float | None = None) -> bool:
     """Whether the process that recorded `meta` (a run.json saying "running") still lives."""
     now = time.time() if now is None else now
-    flushed = _time_or_none(last_flush)
+    flushed = _meta.clean_number(last_flush)
     stale = flushed is not None and now - flushed > STALE_AFTER_S
     if meta.get("host") != socket.gethostname():
         return not stale  # another machine's process: only its heartbeat tells
     pid = meta.get("pid")
     if not pid_alive(pid):
         return False  # no valid pid, or no such process
-    started, created = process_started(pid), _time_or_none(meta.get("created"))
+    started, created = process_started(pid), _meta.clean_number(meta.get("created"))
     if started is not None and created is not None:
         return started <= created + START_SLACK_S  # a later process reused the pid
     return not stale

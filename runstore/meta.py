@@ -13,7 +13,7 @@ import math
 import re
 
 from . import schema
-from .liveness import valid_pid
+from . import liveness  # liveness imports this module too: read valid_pid at call time
 
 # Known fields by type (docs/architecture.md, "run.json fields").
 TEXT_FIELDS = ("run_id", "name", "host", "workload", "parent", "device", "torch_version", "error", "source")
@@ -50,15 +50,21 @@ def _repair(value):
     return value
 
 
-def clean_time(value) -> float | None:
-    """A Unix time from 1970 to 9999 as a float, else None (NaN, 1e300, -1, "yesterday")."""
+def clean_number(value) -> float | None:
+    """A finite real number as a float, else None (bools, strings, NaN, Inf, 2**2000)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
         value = float(value)
     except OverflowError:
         return None
-    return value if math.isfinite(value) and 0 <= value <= MAX_TIME else None
+    return value if math.isfinite(value) else None
+
+
+def clean_time(value) -> float | None:
+    """A Unix time from 1970 to 9999 as a float, else None (NaN, 1e300, -1, "yesterday")."""
+    value = clean_number(value)
+    return value if value is not None and 0 <= value <= MAX_TIME else None
 
 
 def clean_int(value, lo: int = -MAX_INT, hi: int = MAX_INT) -> int | None:
@@ -103,7 +109,7 @@ def clean_meta(raw: dict) -> tuple[dict, list[str]]:
                 drop(key, f"should be a whole number of at least {lo}")
             else:
                 meta[key] = n
-    if "pid" in meta and meta["pid"] is not None and not valid_pid(meta["pid"]):
+    if "pid" in meta and meta["pid"] is not None and not liveness.valid_pid(meta["pid"]):
         drop("pid", "is not a process id")
     if "sample" in meta and not isinstance(meta["sample"], bool):
         drop("sample", "should be true or false")
