@@ -199,7 +199,7 @@ def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path, m
     time.sleep(0.5)
     assert mgr.info(job.run_dir).live  # SIGTERM alone did not end it
     final = wait_for(mgr, job.run_dir, lambda j: not j.live, timeout=20)
-    assert 0.9 < time.monotonic() - t0 < 15
+    assert time.monotonic() - t0 >= 0.9  # the grace period was given before the SIGKILL
     assert final.state == "killed" and "stopped by force" in final.error
 
 
