@@ -68,7 +68,7 @@ class CharGPT(nn.Module):
         return logits, loss
 
 
-def train(run_dir, steps=300, lr=1e-2, batch_size=32, digits=1, every=10, seed=0, overwrite=True, quiet=False) -> Path:
+def train(run_dir, steps=300, lr=5e-3, batch_size=32, digits=1, every=10, seed=0, overwrite=True, quiet=False) -> Path:
     torch.manual_seed(seed)
     rng = random.Random(seed)
     block = length(digits) - 1
@@ -115,7 +115,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run-dir", default="runs/char_gpt")
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--lr", type=float, default=5e-3,
+                    help="5e-3 reaches a val loss of ~0.14 in 300 steps; 1e-2 grows the weights 7x and stalls at ~0.5")
     ap.add_argument("--digits", type=int, default=1, help="digits per operand (2 needs thousands of steps)")
     ap.add_argument("--every", type=int, default=10, help="layer statistics every N steps")
     args = ap.parse_args(argv)
