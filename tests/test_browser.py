@@ -38,16 +38,20 @@ def _free_port() -> int:
 
 
 class Server:
-    """`streamlit run app.py` in a subprocess on a free port; stopped (and only it) on exit."""
+    """`streamlit run app.py` in a subprocess on a free port; stopped (and only it) on exit.
+    `extra` are Streamlit options, `app_args` the app's own (after `--`); `cwd` is where the app's
+    user runs folder (runs/) is."""
 
-    def __init__(self, runs_dir: Path, *, extra=(), log: Path):
+    def __init__(self, runs_dir: Path | None = None, *, extra=(), app_args=(), cwd: Path = ROOT, log: Path):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = open(log, "w")
+        args = (["--runs-dir", str(runs_dir)] if runs_dir is not None else []) + list(app_args)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-             str(self.port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", *extra, "--", "--runs-dir", str(runs_dir)],
-            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+             "--server.port", str(self.port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType",
+             "none", *extra, "--", *args],
+            cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:

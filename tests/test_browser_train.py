@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.test_browser import CHROMIUM, SHOTS, _free_port
+from tests.test_browser import CHROMIUM, SHOTS, Server
 from tests.test_browser import browser  # noqa: F401  (the shared Chromium fixture)
 
-ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 3000  # digits: 23 steps per epoch, far more than the test waits for; it is stopped
 
 pytestmark = [
@@ -35,34 +31,11 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(workdir):
-    port = _free_port()
-    log = open(workdir / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false", "--", "--no-samples", "--refresh", "1"],
-        cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    s = Server(app_args=["--no-samples", "--refresh", "1"], cwd=workdir, log=workdir / "streamlit.log")
     try:
-        deadline = time.time() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {proc.returncode}; see {workdir / 'streamlit.log'}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.time() > deadline:
-                    raise RuntimeError("streamlit did not answer within 60 s") from None
-                time.sleep(0.3)
-        yield url
+        yield s.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        s.stop()
         _stop_jobs(workdir / "runs")
 
 

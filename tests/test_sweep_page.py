@@ -8,10 +8,8 @@ Screenshots of the browser test go to test-artifacts/screenshots/sweep-*.png."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -166,21 +164,15 @@ def test_start_and_stop_a_sweep_from_the_page(app, workdir):
 # -- in a browser --------------------------------------------------------------------------------------
 @pytest.mark.browser
 def test_the_sweep_page_in_chromium(workdir):
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, _free_port
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, Server
 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not found")
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    log = open(workdir / "streamlit.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
-                             "true", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-                             "--server.fileWatcherType", "none", "--", "--no-samples", "--refresh", "1"],
-                            cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(app_args=["--no-samples", "--refresh", "1"], cwd=workdir, log=workdir / "streamlit.log")
     try:
-        url = f"http://127.0.0.1:{port}"
-        _wait(lambda: _healthy(url), timeout=60, what="streamlit to answer")
+        url = server.url
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 1900})
@@ -207,17 +199,4 @@ def test_the_sweep_page_in_chromium(workdir):
             browser.close()
         assert not errors, errors
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
+        server.stop()
