@@ -15,6 +15,8 @@ from pathlib import Path
 from runstore import read_meta_or_none, schema, write_json_atomic
 from runstore.files import MAX_META_BYTES, read_json_or_none
 
+from .space import value_text
+
 # Trial user attributes.
 RUN_DIR = "run_dir"          # absolute path of the trial's run directory
 HOST = "host"                # machine that trained it (run directories are local to it)
@@ -47,17 +49,9 @@ def trial_dir(runs_dir: str | os.PathLike, study_name: str, number: int) -> Path
 def run_meta(study_name: str, number: int, storage: str, params: dict) -> dict:
     """The run.json fields of a trial's run: its name, a description of what it tries, and the link
     to its study (`sweep`)."""
-    shown = ", ".join(f"{k} {_short(v)}" for k, v in params.items())
+    shown = ", ".join(f"{k} {value_text(v, '.3g')}" for k, v in params.items())
     return {"name": f"{study_name} #{number}", "description": f"Sweep {study_name}, trial {number}: {shown}.",
             META_KEY: {"study": study_name, "trial": number, "storage": storage, "host": socket.gethostname()}}
-
-
-def _short(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)
 
 
 def sweep_link(meta: dict | None) -> dict | None:

@@ -69,15 +69,15 @@ class Param:
     def text(self) -> str:
         """The `--param` form, e.g. "lr=0.0001:1:log" or "optimizer=sgd,adam"."""
         if self.kind == CATEGORICAL:
-            return f"{self.name}=" + ",".join(_value_text(c) for c in self.choices)
+            return f"{self.name}=" + ",".join(value_text(c) for c in self.choices)
         scale = "log" if self.log else "lin"
-        return f"{self.name}={_value_text(self.low)}:{_value_text(self.high)}:{scale}"
+        return f"{self.name}={value_text(self.low)}:{value_text(self.high)}:{scale}"
 
     def describe(self) -> str:
         """In words for a table: "0.0001 to 1, log scale", "one of sgd, adam"."""
         if self.kind == CATEGORICAL:
-            return "one of " + ", ".join(_value_text(c) for c in self.choices)
-        return f"{_value_text(self.low)} to {_value_text(self.high)}" + (", log scale" if self.log else "")
+            return "one of " + ", ".join(value_text(c) for c in self.choices)
+        return f"{value_text(self.low)} to {value_text(self.high)}" + (", log scale" if self.log else "")
 
     def suggest(self, trial):
         """The value an Optuna trial draws for this field."""
@@ -91,11 +91,13 @@ class Param:
 Space = tuple  # tuple[Param, ...], in the order the fields are drawn
 
 
-def _value_text(v) -> str:
+def value_text(v, float_format: str = "g") -> str:
+    """A field value as the space syntax writes it (true/false, 0.001, 64); floats with
+    `float_format` (".3g" for a short description)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
-        return f"{v:g}"
+        return format(v, float_format)
     return str(v)
 
 
@@ -228,18 +230,18 @@ def validate_space(space: Space, base: Config) -> Space:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                     raise SpaceError(f"{p.name}: range ends must be finite numbers, got {v!r}.")
             if not p.low < p.high:
-                raise SpaceError(f"{p.name}: the low end ({_value_text(p.low)}) must be below the high end "
-                                 f"({_value_text(p.high)}).")
+                raise SpaceError(f"{p.name}: the low end ({value_text(p.low)}) must be below the high end "
+                                 f"({value_text(p.high)}).")
             if p.log and p.low <= 0:
-                raise SpaceError(f"{p.name}: a log-scale range must start above 0, got {_value_text(p.low)} "
-                                 f"(use {p.name}={_value_text(p.low)}:{_value_text(p.high)}:lin, or a low end "
+                raise SpaceError(f"{p.name}: a log-scale range must start above 0, got {value_text(p.low)} "
+                                 f"(use {p.name}={value_text(p.low)}:{value_text(p.high)}:lin, or a low end "
                                  f"such as 1e-6).")
             values = [p.low, p.high]
         for v in values:
             try:
                 base.replace(validate=True, check_device=False, **{p.name: v})
             except ConfigError as e:
-                raise SpaceError(f"{p.name}={_value_text(v)} is not allowed here: {e}") from None
+                raise SpaceError(f"{p.name}={value_text(v)} is not allowed here: {e}") from None
     _check_corners(space, base)
     return space
 
@@ -253,7 +255,7 @@ def _check_corners(space: Space, base: Config) -> None:
         try:
             base.replace(validate=True, check_device=False, **changes)
         except ConfigError as e:
-            shown = ", ".join(f"{k}={_value_text(v)}" for k, v in changes.items())
+            shown = ", ".join(f"{k}={value_text(v)}" for k, v in changes.items())
             raise SpaceError(f"the combination {shown} is not a valid config: {e} Narrow the ranges or "
                              f"fix the base config.") from None
 
