@@ -227,7 +227,7 @@ def over_regularization(v: RunView) -> list[Finding]:
         fix["dropout"] = 0.1
     msg = (f"The model does not fit its training data: the smoothed train loss (median of {v.window} steps) ends at "
            f"{fmt(end)} at step {step}, {v.level_text(end)}; and " + " and ".join(reasons) + ". The regularization "
-           f"outweighs the data.")
+           "outweighs the data.")
     return [Finding(
         rule="over_regularization", severity="warning", title="Too much regularization", message=msg,
         advice=("Reduce the regularization" + (" (the fix below)" if fix else "") + ", then add it back step by step "
