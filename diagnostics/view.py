@@ -64,9 +64,9 @@ class RunView:
     # -- live runs -----------------------------------------------------------------------------
     @cached_property
     def live(self) -> bool:
-        """Whether the run is still being written: runstore's effective status is "running" and the
-        stored status says so (a TensorBoard log's "unknown" is judged as it stands)."""
-        return getattr(self.run, "status", None) == schema.RUNNING and self.meta.get("status") == schema.RUNNING
+        """Whether the run is still being written: runstore's effective status is "running" (an
+        imported TensorBoard log reads as schema.IMPORTED and is judged as it stands)."""
+        return getattr(self.run, "status", None) == schema.RUNNING
 
     @cached_property
     def total_steps(self) -> int | None:
