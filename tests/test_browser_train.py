@@ -120,11 +120,14 @@ def test_start_watch_live_and_stop_a_cpu_training(server, browser, workdir):
     assert page.get_by_text(re.compile(r"\bETA\b")).count() > 0
     _shot(page, "train-live-2")
 
-    page.get_by_role("button", name="Stop").click()
+    # The job's Stop button, in the page body: Streamlit's own header shows a "Stop" (script run)
+    # button too while a live refresh is running.
+    job_stop = page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop")
+    job_stop.click()
     page.get_by_text("Everything recorded so far is kept").wait_for(timeout=60_000)
     page.wait_for_timeout(1500)
     _shot(page, "train-stopped")
-    assert page.get_by_role("button", name="Stop").count() == 0
+    assert job_stop.count() == 0
     [run_dir] = [p for p in (workdir / "runs").iterdir() if p.is_dir()]
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["status"] == "stopped" and meta["name"] == "browser run"
