@@ -46,7 +46,7 @@ class Case:
 
 
 CASES = [
-    Case("char_gpt", "healthy"), Case("char_gpt", "lr_high", "lr_too_high"),
+    Case("char_gpt", "healthy"), Case("char_gpt", "lr_high", "lr_too_high"), Case("char_gpt", "lr_x30", "lr_too_high"),
     Case("makemore_mlp", "healthy"), Case("makemore_mlp", "overfit", "overfitting"),
     Case("word_lstm", "healthy"), Case("word_lstm", "no_clip", "exploding_gradients"),
     Case("word_lstm", "overfit", "overfitting"),
@@ -63,6 +63,10 @@ CASES = [
     Case("classifier_bugs", "heavy_weight_decay", "over_regularization"),
     Case("classifier_bugs", "frozen", "frozen_parameters"),
     Case("classifier_bugs", "nan_batch", "nan_loss"),
+    Case("classifier_bugs", "healthy_schedule"), Case("classifier_bugs", "schedule_per_batch", "lr_schedule_too_fast"),
+    Case("classifier_bugs", "shuffled_labels", "mismatched_labels"),
+    Case("lm_bugs", "healthy"), Case("lm_bugs", "healthy_onecycle"),
+    Case("lm_bugs", "prefetched_targets", "mismatched_targets"),
 ]
 
 # Judged in a separate interpreter on the --code checkout, so an older diagnostics can judge too.
@@ -95,7 +99,9 @@ def run_case(case: Case, code: Path, root: Path, seed: int, reuse: bool) -> dict
         if p.returncode != 0:
             return {"id": case.id, "error": p.stderr.strip().splitlines()[-1:] or ["failed"], "seconds": 0.0}
     secs = time.perf_counter() - t0
-    p = subprocess.run([sys.executable, "-c", JUDGE, str(run_dir)], env=env, capture_output=True, text=True)
+    # cwd=code: `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH.
+    p = subprocess.run([sys.executable, "-c", JUDGE, str(run_dir)], env=env, capture_output=True, text=True,
+                       cwd=str(code))
     if p.returncode != 0:
         return {"id": case.id, "error": p.stderr.strip().splitlines()[-1:] or ["judge failed"], "seconds": secs}
     return {"id": case.id, "findings": json.loads(p.stdout), "seconds": secs}

@@ -1,189 +1,256 @@
 """Does the diagnosis pruner find a good configuration sooner? Four pruner settings side by side
-on the same trials, as sweep.trainer runs them (one trial = one recorded playground run):
+on the same trials of a wide, coarse random search (the first stage of coarse-to-fine, where most
+random configurations are broken and only a minority reaches the target):
 
     (a) none        every trial runs to its end
     (b) median      Optuna's MedianPruner (its defaults: 5 startup trials, no warm-up)
     (c) diagnosis   sweep.DiagnosisPruner (default settings)
     (d) both        diagnosis OR median
 
-The sampler is sweep's TrialSeededSampler (random search): with the same sampler seed, trial N
-has the same config under every setting, so the settings differ only in where they stop trials.
+How. The sampler is sweep's TrialSeededSampler (random search): with the same sampler seed, trial
+N has the same config under every setting, and the playground trains a config the same way every
+time (CPU, one thread, seeded), so a pruner changes only where a trial stops. Every config is
+therefore trained once, to its end, as sweep.trainer trains a trial (one recorded playground run),
+and each setting is an ordinary Optuna study with its real pruner that replays the trials: it
+reports each evaluation's validation accuracy at its optimizer step, and the diagnosis pruner
+(sweep.replay.ReplayPruner) judges the recording exactly as far as it had been written at that
+step, with the run's own recorded time as the clock of its overhead limit. A pruned trial costs
+the steps (and seconds) up to its prune. Full training of every config also gives the truth for
+false prunes directly: a pruned trial whose config, trained to the end, reaches the target.
+
 Each setting gets the same compute budget, --trials full trials' worth of optimizer steps, and
-runs trials until it is spent (a pruning setting fits more trials in). The settings take turns
-one trial at a time, so a slow spell of the machine hits all of them alike.
+draws trials until it is spent (a pruning setting fits more trials in). Compute is counted in
+optimizer steps (deterministic, independent of the machine's load) and in seconds (the trial's
+recorded wall time up to where it stopped, data loading and recording included, plus the
+pruner's own judging, measured as it ran).
 
-Per setting and sampler seed it measures: the compute (optimizer steps, and seconds of wall time
-including data loading, recording and the pruner's own checks) until a trial first reaches
---target validation accuracy; the best final validation accuracy within the budget; how many
-trials reached the target within the budget, and the share of the budget's steps spent on trials
-that never reach it; how many trials were pruned, and how many of those were false prunes:
-trials that, trained to the end, reach the target (known from the unpruned setting, or trained
-to the end afterwards to find out).
-Prints the median and range over seeds, and each setting's median ratio to (b).
+Per setting and sampler seed: steps and seconds until a trial first reaches --target validation
+accuracy; the best final validation accuracy within the budget; trials reaching the target; the
+share of the budget spent on trials that never reach it; trials pruned, and false prunes.
+Printed: the median and range over seeds, each setting's median ratio to (b), and what the
+search space looks like unpruned (how many trials reach the target, how many are broken).
 
-Usage: python benchmarks/sweep.py [--seeds 2] [--trials 10] [--epochs 20] [--target 0.97]
-       [--space coarse|default] [--workload digits] [--out results.json]
+Usage: python benchmarks/sweep.py [--seeds 5] [--trials 30] [--epochs 20] [--target 0.97]
+       [--space coarse|default] [--jobs 2] [--out results.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import optuna  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
 
 from playground.config import Config  # noqa: E402
-from runstore import load_run, tags  # noqa: E402
+from runstore import load_run, schema, tags  # noqa: E402
 from sweep.pruner import DiagnosisPruner, make_pruner  # noqa: E402
-from sweep.records import RUN_DIR  # noqa: E402
+from sweep.records import RUN_DIR, TOTAL_STEPS  # noqa: E402
+from sweep.replay import Recording, ReplayPruner, report_steps  # noqa: E402
 from sweep.space import default_space, parse_space, trial_config  # noqa: E402
 from sweep.spec import SweepSpec  # noqa: E402
 from sweep.study import TrialSeededSampler  # noqa: E402
-from sweep.trainer import PlaygroundObjective  # noqa: E402
 
 ARMS = ("none", "median", "diagnosis", "both")
 # The broad first stage of a coarse-to-fine search (the tuning notes: start wide, on log scales):
 # learning rates over five decades, deep and shallow nets, bounded and unbounded activations,
-# the usual initialisations. Many of its trials are broken in ways the diagnostics name.
+# initialisations that work and ones that do not (zeros, too small, too large), batch norm on and
+# off. Most random draws of such a space are broken; a minority reaches the target.
 SPACES = {
-    "coarse": "lr=1e-4:3\noptimizer=sgd,momentum,adam\nactivation=relu,tanh,sigmoid\n"
-              "init=default,kaiming,xavier_uniform,large_normal\nbatch_norm=false,true\ndepth=1:8\nwidth=16:256",
+    "coarse": "lr=1e-4:10\noptimizer=sgd,momentum,adam\nactivation=relu,tanh,sigmoid\n"
+              "init=default,kaiming,xavier_uniform,zeros,small_normal,large_normal\nbatch_norm=false,true\n"
+              "depth=1:8\nwidth=16:256",
     "default": None,
 }
 LABELS = {"none": "(a) no pruning", "median": "(b) MedianPruner", "diagnosis": "(c) diagnosis",
           "both": "(d) diagnosis OR median"}
+VAL_ACC = tags.split_metric("val", "accuracy")
 
 
-def _pruner_of(pruner):
-    """The DiagnosisPruner inside a sweep pruner (for its check statistics), or None."""
-    if isinstance(pruner, DiagnosisPruner):
-        return pruner
-    inner = getattr(pruner, "_diagnosis", None)
-    return inner if isinstance(inner, DiagnosisPruner) and inner.rules else None
+class Trained:
+    """One config trained to its end: what a sweep trial of it reports, and its time line."""
 
-
-class Arm:
-    """One pruner setting under one sampler seed: its study and what its trials cost."""
-
-    def __init__(self, name: str, spec: SweepSpec, seed: int, root: Path, budget_steps: int, max_trials: int):
-        self.name, self.spec = name, spec
-        self.pruner = make_pruner(name)
-        self.study = optuna.create_study(direction="maximize", sampler=TrialSeededSampler(seed), pruner=self.pruner,
-                                         study_name=f"{name}-{seed}")
-        self.objective = PlaygroundObjective(spec, root / name)
-        self.budget_steps, self.max_trials = budget_steps, max_trials
-        self.trials: list[dict] = []
-        self.steps = 0
-        self.seconds = 0.0
-
-    @property
-    def active(self) -> bool:
-        return self.steps < self.budget_steps and len(self.trials) < self.max_trials
-
-    def run_one(self, target: float) -> None:
-        t0 = time.time()
-        self.study.optimize(self.objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
-        took = time.time() - t0
-        t = self.study.trials[-1]
-        run = load_run(t.user_attrs[RUN_DIR])
-        acc = run.series(tags.split_metric("val", "accuracy")).dropna()
-        steps = max(0, run.last_step)
-        reached = acc[acc >= target]
-        reach_step = int(reached.index[0]) if len(reached) else None
+    def __init__(self, run_dir: Path, started: float, target: float):
+        run = load_run(run_dir)
+        self.run_dir = str(run_dir)
+        self.recording = Recording(run)
+        self.status = run.status
+        self.last_step = max(0, run.last_step)
+        self.total = run.meta.get("total_steps")
+        acc = run.series(VAL_ACC)
+        finite = acc[[math.isfinite(v) for v in acc.to_numpy()]]
+        # What the trial reports: each evaluation after step 0 and before the end (sweep.trainer).
+        report_at = set(report_steps(run))
+        self.reports = [(int(s), float(v)) for s, v in finite.items() if int(s) in report_at]
+        self.value = float(acc.iloc[-1]) if len(acc) else math.nan  # the last evaluation's value
+        reached = finite[finite >= target]
+        self.reach_step = int(reached.index[0]) if len(reached) else None
         wall = run.series(tags.WALL_TIME).dropna()
-        reach_s = None
-        if reach_step is not None:
-            # time into the trial when it reached the target: its wall clock at that step, from the
-            # trial's start (so data loading and recording count, as they do for the user).
-            reach_s = float(wall[wall.index <= reach_step].iloc[-1] - t0) if len(wall) else took
-        self.trials.append({
-            "number": t.number, "state": t.state.name.lower(), "value": t.value, "params": t.params,
-            "steps": steps, "seconds": took, "reach_step": reach_step, "reach_s": reach_s,
-            "pruned": t.user_attrs.get("pruned"), "start_steps": self.steps, "start_s": self.seconds,
-        })
-        self.steps += steps
-        self.seconds += took
+        self._wall_steps = wall.index.to_numpy()
+        self._wall = wall.to_numpy() - started
 
-    def to_target(self) -> tuple[int | None, float | None]:
-        """Compute spent until the first trial reached the target: (steps, seconds)."""
-        for t in self.trials:
-            if t["reach_step"] is not None and t["start_steps"] < self.budget_steps:
-                return t["start_steps"] + t["reach_step"], t["start_s"] + t["reach_s"]
-        return None, None
+    def clock(self, step: int) -> float:
+        """Seconds from the start of training (the call, data loading included) to `step`."""
+        import numpy as np
 
-    def best_within_budget(self) -> float | None:
-        values = [t["value"] for t in self.trials if t["state"] == "complete" and t["value"] is not None
-                  and t["start_steps"] + t["steps"] <= self.budget_steps]
-        return max(values) if values else None
+        i = int(np.searchsorted(self._wall_steps, step, side="right")) - 1
+        return float(self._wall[max(0, i)]) if len(self._wall) else 0.0
 
 
-def reaches_target(spec: SweepSpec, params: dict, target: float, root: Path, cache: dict) -> bool:
-    """Whether the trial with these params, trained to its end without pruning, reaches `target`."""
-    key = json.dumps(params, sort_keys=True)
-    if key not in cache:
-        from playground.loop import train
+class Pool:
+    """The configs of one sampler seed, each trained once to its end when a setting first draws it."""
 
-        run_dir = root / f"verify-{len(cache)}"
-        train(trial_config(spec.base, params), run_dir)
-        acc = load_run(run_dir).series(tags.split_metric("val", "accuracy")).dropna()
-        cache[key] = bool((acc >= target).any())
-    return cache[key]
+    def __init__(self, spec: SweepSpec, root: Path, target: float):
+        self.spec, self.root, self.target = spec, root, target
+        self.by_params: dict[str, Trained] = {}
+        self.by_dir: dict[str, Trained] = {}
+        self.recordings: dict = {}  # run_dir -> Recording, shared with the settings' ReplayPruners
+        self.train_seconds = 0.0
+
+    def get(self, params: dict) -> Trained:
+        key = json.dumps(params, sort_keys=True)
+        if key not in self.by_params:
+            from playground.loop import train
+
+            run_dir = self.root / f"config-{len(self.by_params):04d}"
+            started = time.time()
+            train(trial_config(self.spec.base, params), run_dir)
+            self.train_seconds += time.time() - started
+            trained = Trained(run_dir, started, self.target)
+            self.by_params[key] = self.by_dir[trained.run_dir] = trained
+            self.recordings[trained.run_dir] = trained.recording
+        return self.by_params[key]
+
+    def clock(self, run_dir: str, step: int) -> float:
+        return self.by_dir[run_dir].clock(step)
 
 
-def run_seed(seed: int, spec: SweepSpec, args, root: Path) -> dict:
-    total = spec.base.total_steps()
-    budget = args.trials * total
-    arms = {name: Arm(name, spec, seed, root / f"seed{seed}", budget, args.trials * args.max_factor) for name in ARMS}
-    order = list(arms.values())
-    rounds = 0
-    while any(a.active for a in order):
-        # Each round starts with the next setting, so none always runs right after another.
-        for a in order[rounds % len(order):] + order[:rounds % len(order)]:
-            if a.active:
-                a.run_one(args.target)
-        rounds += 1
-    # Truth for false prunes: trial N has the same config in every setting.
-    truth = {t["number"]: t["reach_step"] is not None for t in arms["none"].trials}
-    verify: dict = {}
-    out = {}
-    for name, a in arms.items():
-        false = 0
-        pruned = [t for t in a.trials if t["state"] == "pruned"]
-        for t in pruned:
-            ok = truth.get(t["number"])
-            if ok is None:
-                ok = reaches_target(spec, t["params"], args.target, root / f"seed{seed}", verify)
-            if ok and t["reach_step"] is None:  # pruned before it got there
-                false += 1
-        steps, secs = a.to_target()
-        diag = _pruner_of(a.pruner)
-        within = [t for t in a.trials if t["start_steps"] < budget]
-        wasted = sum(t["steps"] for t in within if t["reach_step"] is None)
-        out[name] = {"steps_to_target": steps, "seconds_to_target": secs, "best": a.best_within_budget(),
-                     "wasted_share": wasted / max(1, sum(t["steps"] for t in within)),
-                     "reached": sum(1 for t in within if t["reach_step"] is not None),
-                     "trials": len(a.trials), "pruned": len(pruned), "false_prunes": false,
-                     "pruned_by": _by(pruned), "checks": diag.stats.checks if diag else 0,
-                     "check_seconds": diag.stats.seconds if diag else 0.0, "steps_used": a.steps,
-                     "seconds_used": a.seconds, "trial_log": a.trials}
-    return out
+def arm_pruner(name: str, pool: Pool):
+    """The pruner of a setting; the diagnosis reads the pool's recordings as they were at each step."""
+    if name in ("diagnosis", "both"):
+        median = make_pruner("median").pruner if name == "both" else None
+        return ReplayPruner(median, recordings=pool.recordings, clock=pool.clock)
+    return make_pruner(name)
+
+
+def _diagnosis_of(pruner) -> DiagnosisPruner | None:
+    return pruner if isinstance(pruner, DiagnosisPruner) and pruner.rules else None
+
+
+def replay_arm(name: str, seed: int, spec: SweepSpec, pool: Pool, budget: int, max_trials: int) -> dict:
+    """Run one setting's study over the pool's trials until its budget of steps is spent."""
+    pruner = arm_pruner(name, pool)
+    diag = _diagnosis_of(pruner)
+    study = optuna.create_study(direction="maximize", sampler=TrialSeededSampler(seed), pruner=pruner,
+                                study_name=f"{name}-{seed}")
+    trials, steps, seconds = [], 0, 0.0
+    while steps < budget and len(trials) < max_trials:
+        trial = study.ask()
+        params = {p.name: p.suggest(trial) for p in spec.space}
+        run = pool.get(params)
+        trial.set_user_attr(RUN_DIR, run.run_dir)
+        trial.set_user_attr(TOTAL_STEPS, run.total)
+        judged = diag.stats.seconds if diag else 0.0
+        stop_at = None
+        for step, value in run.reports:
+            trial.report(value, step)
+            if trial.should_prune():
+                stop_at = step
+                break
+        judged = (diag.stats.seconds if diag else 0.0) - judged
+        if stop_at is not None:
+            state, used = "pruned", stop_at
+            study.tell(trial, state=TrialState.PRUNED)
+        elif run.status != schema.FINISHED or not math.isfinite(run.value):
+            state, used = "failed", run.last_step  # diverged: the playground stopped it
+            study.tell(trial, state=TrialState.FAIL)
+        else:
+            state, used = "complete", run.last_step
+            study.tell(trial, run.value)
+        reach = run.reach_step if run.reach_step is not None and run.reach_step <= used else None
+        frozen = study.trials[-1]
+        trials.append({"number": trial.number, "state": state, "params": params, "steps": used,
+                       "seconds": run.clock(used) + judged, "judge_s": judged,
+                       "value": run.value if state == "complete" else None, "final_value": run.value,
+                       "reach_step": reach, "reaches_when_trained": run.reach_step is not None,
+                       "reach_s": run.clock(reach) + judged if reach is not None else None,
+                       "pruned": frozen.user_attrs.get("pruned"), "start_steps": steps, "start_s": seconds})
+        steps += used
+        seconds += trials[-1]["seconds"]
+    return summarize(trials, budget, diag)
+
+
+def summarize(trials: list[dict], budget: int, diag) -> dict:
+    steps_to = secs_to = None
+    for t in trials:
+        if t["reach_step"] is not None:
+            steps_to, secs_to = t["start_steps"] + t["reach_step"], t["start_s"] + t["reach_s"]
+            break
+    within = [t for t in trials if t["start_steps"] < budget]
+    best = [t["value"] for t in within if t["value"] is not None and t["start_steps"] + t["steps"] <= budget]
+    pruned = [t for t in trials if t["state"] == "pruned"]
+    wasted = sum(t["steps"] for t in within if t["reach_step"] is None)
+    return {"steps_to_target": steps_to, "seconds_to_target": secs_to, "best": max(best) if best else None,
+            "reached": sum(1 for t in within if t["reach_step"] is not None),
+            "wasted_share": wasted / max(1, sum(t["steps"] for t in within)),
+            "trials": len(trials), "pruned": len(pruned),
+            "false_prunes": sum(1 for t in pruned if t["reaches_when_trained"]),
+            "pruned_by": _by(pruned), "prune_steps": [t["steps"] for t in pruned if (t["pruned"] or {}).get("by")
+                                                       == "diagnosis"],
+            "checks": diag.stats.checks if diag else 0, "check_seconds": diag.stats.seconds if diag else 0.0,
+            "spared": diag.stats.spared if diag else 0, "skipped": diag.stats.skipped if diag else 0,
+            "steps_used": sum(t["steps"] for t in trials), "seconds_used": sum(t["seconds"] for t in trials),
+            "trial_log": trials}
 
 
 def _by(pruned) -> dict:
     counts: dict = {}
     for t in pruned:
         r = t["pruned"] or {}
-        key = r.get("trigger") or r.get("by") or "?"
+        key = r.get("trigger") if r.get("by") == "diagnosis" else r.get("by") or "?"
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def run_seed(seed: int, spec_json: dict, args) -> dict:
+    """Every setting for one sampler seed (a process of its own when --jobs > 1)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    spec = SweepSpec.from_dict(spec_json)
+    from playground.loop import train
+
+    with tempfile.TemporaryDirectory(prefix=f"sweep-bench-{seed}-") as tmp:
+        # Untimed warm-up: importing torch and loading the workload's data once, so the first
+        # trained config does not pay for it.
+        train(spec.base.replace(epochs=1), Path(tmp) / "warmup")
+        pool = Pool(spec, Path(tmp), args.target)
+        total = spec.base.total_steps()
+        budget = args.trials * total
+        out = {name: replay_arm(name, seed, spec, pool, budget, args.trials * args.max_factor) for name in ARMS}
+        # Equal compute: the steps every setting spent (a pruning setting may stop at its trial cap
+        # before its budget is used); each setting's best among the trials that ended within them.
+        equal = min(out[name]["steps_used"] for name in ARMS)
+        for name in ARMS:
+            done = [t["value"] for t in out[name]["trial_log"]
+                    if t["value"] is not None and t["start_steps"] + t["steps"] <= equal]
+            out[name]["best_equal"] = max(done) if done else None
+            out[name]["equal_steps"] = equal
+        configs = list(pool.by_params.values())
+        out["space"] = {"configs": len(configs), "reach": sum(1 for c in configs if c.reach_step is not None),
+                        "below_half": sum(1 for c in configs if not (c.value >= 0.5)),
+                        "diverged": sum(1 for c in configs if c.status == schema.FAILED),
+                        "train_seconds": pool.train_seconds}
+    return out
 
 
 def _median_range(values, fmt) -> str:
@@ -197,11 +264,15 @@ def _median_range(values, fmt) -> str:
 
 def report(results: list[dict], args, spec: SweepSpec) -> str:
     total = spec.base.total_steps()
+    sp = [r["space"] for r in results]
     lines = [f"workload {spec.base.workload}/{spec.base.model}, {spec.base.epochs} epochs ({total} steps per full "
-             f"trial), budget {args.trials} full trials, target val accuracy {args.target}, "
-             f"{len(results)} sampler seed(s)", "",
-             "| setting | steps to target | seconds to target | steps vs (b) | seconds vs (b) | best acc in budget "
-             "| trials reaching target | steps on trials that never do | trials | pruned | false prunes |",
+             f"trial), budget {args.trials} full trials ({args.trials * total:,} steps) per setting, target val "
+             f"accuracy {args.target}, {len(results)} sampler seeds",
+             f"the space unpruned: of {sum(s['configs'] for s in sp)} configs trained to the end, "
+             f"{sum(s['reach'] for s in sp)} reach the target, {sum(s['below_half'] for s in sp)} end below 50% "
+             f"({sum(s['diverged'] for s in sp)} diverged)", "",
+             "| setting | steps to target | steps vs (b) | seconds to target | seconds vs (b) | best acc at equal "
+             "compute | trials reaching target | compute on trials that never do | trials | pruned | false prunes |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in ARMS:
         per = [r[name] for r in results]
@@ -214,10 +285,10 @@ def report(results: list[dict], args, spec: SweepSpec) -> str:
         lines.append("| " + " | ".join([
             LABELS[name],
             _median_range([p["steps_to_target"] for p in per], lambda v: f"{v:,.0f}"),
-            _median_range([p["seconds_to_target"] for p in per], lambda v: f"{v:.1f}"),
             f"{statistics.median(ratios_steps):.2f}" if ratios_steps else "-",
+            _median_range([p["seconds_to_target"] for p in per], lambda v: f"{v:.1f}"),
             f"{statistics.median(ratios_s):.2f}" if ratios_s else "-",
-            _median_range([p["best"] for p in per], lambda v: f"{v:.3f}"),
+            _median_range([p["best_equal"] for p in per], lambda v: f"{v:.3f}"),
             str(sum(p["reached"] for p in per)),
             _median_range([p["wasted_share"] for p in per], lambda v: f"{100 * v:.0f}%"),
             str(sum(p["trials"] for p in per)),
@@ -225,16 +296,25 @@ def report(results: list[dict], args, spec: SweepSpec) -> str:
             str(sum(p["false_prunes"] for p in per)),
         ]) + " |")
     lines.append("")
-    for name in ("median", "diagnosis", "both"):
+    lines.append("equal compute per seed (the steps every setting spent): " + ", ".join(
+        f"{r['none']['equal_steps']:,}" for r in results))
+    lines.append("steps to target per seed: " + "; ".join(
+        f"{LABELS[n].split()[0]} " + ", ".join(str(r[n]["steps_to_target"]) for r in results) for n in ARMS))
+    for name in ARMS[1:]:
         by: dict = {}
         for r in results:
             for k, v in r[name]["pruned_by"].items():
                 by[k] = by.get(k, 0) + v
+        extra = ""
         checks = sum(r[name]["checks"] for r in results)
-        secs = sum(r[name]["check_seconds"] for r in results)
-        used = sum(r[name]["seconds_used"] for r in results)
-        extra = (f"; diagnosis checks: {checks}, {secs:.1f} s = {100 * secs / used:.0f}% of its wall time"
-                 if checks else "")
+        if checks:
+            secs = sum(r[name]["check_seconds"] for r in results)
+            used = sum(r[name]["seconds_used"] for r in results)
+            at = [s for r in results for s in r[name]["prune_steps"]]
+            extra = (f"; diagnosis prunes at step {_median_range(at, lambda v: f'{v:.0f}')} of {total}; "
+                     f"checks {checks} ({secs:.1f} s = {100 * secs / max(used, 1e-9):.0f}% of the setting's seconds), "
+                     f"spared above the median {sum(r[name]['spared'] for r in results)}, "
+                     f"skipped for overhead {sum(r[name]['skipped'] for r in results)}")
         lines.append(f"{LABELS[name]} pruned by: " + (", ".join(f"{k} {v}" for k, v in sorted(by.items())) or "-")
                      + extra)
     return "\n".join(lines)
@@ -242,38 +322,35 @@ def report(results: list[dict], args, spec: SweepSpec) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=2, help="sampler seeds 0..N-1")
-    ap.add_argument("--trials", type=int, default=10, help="budget: this many full trials' worth of steps per setting")
+    ap.add_argument("--seeds", type=int, default=5, help="sampler seeds 0..N-1")
+    ap.add_argument("--trials", type=int, default=30,
+                    help="budget: this many full trials' worth of steps per setting")
     ap.add_argument("--max-factor", type=int, default=3, help="at most trials x this many trials per setting")
     ap.add_argument("--workload", default="digits", choices=("digits", "spirals", "sequence"))
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--target", type=float, default=0.97, help="validation accuracy to reach")
     ap.add_argument("--space", default="coarse", choices=tuple(SPACES),
-                    help="coarse (default): the broad first stage of a coarse-to-fine search, where many trials "
+                    help="coarse (default): the broad first stage of a coarse-to-fine search, where most trials "
                          "are broken; default: sweep.default_space, the narrower space a sweep gets by default")
+    ap.add_argument("--jobs", type=int, default=2, help="seeds trained in parallel (one process each)")
     ap.add_argument("--out", help="write every trial's numbers as JSON here")
     args = ap.parse_args()
-    torch_threads = os.environ.get("OMP_NUM_THREADS")
     base = Config(workload=args.workload, epochs=args.epochs, device="cpu")
     space = default_space(base) if args.space == "default" else parse_space(SPACES[args.space])
     spec = SweepSpec(base=base, space=space, n_trials=args.trials).validate()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    results = []
     t0 = time.time()
-    with tempfile.TemporaryDirectory(prefix="sweep-bench-") as tmp:
-        # Untimed warm-up: importing torch and loading the workload's data once, so the first
-        # measured trial does not pay for it.
-        from playground.loop import train
-
-        train(base.replace(epochs=1), Path(tmp) / "warmup")
-        for seed in range(args.seeds):
-            results.append(run_seed(seed, spec, args, Path(tmp)))
-            print(f"seed {seed} done ({time.time() - t0:.0f} s)", file=sys.stderr)
-    print(report(results, args, spec))
-    print("\nsearch space: " + "; ".join(p.text() for p in spec.space))
-    print(f"OMP_NUM_THREADS={torch_threads or 'unset'}; total {time.time() - t0:.0f} s")
+    seeds = list(range(args.seeds))
+    if args.jobs > 1:
+        with ProcessPoolExecutor(max_workers=args.jobs) as ex:
+            results = list(ex.map(run_seed, seeds, [spec.to_dict()] * len(seeds), [args] * len(seeds)))
+    else:
+        results = [run_seed(s, spec.to_dict(), args) for s in seeds]
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=1, default=str))
+    print(report(results, args, spec))
+    print("\nsearch space: " + "; ".join(p.text() for p in spec.space))
+    print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS') or 'unset'}, {args.jobs} seed(s) at a time; "
+          f"total {time.time() - t0:.0f} s")
 
 
 if __name__ == "__main__":

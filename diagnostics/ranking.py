@@ -27,7 +27,9 @@ CAUSES: dict[str, tuple[str, ...]] = {
     "no_gradient": ("loss_plateau", "underfitting", "low_confidence", "lr_too_low"),
     "saturation": ("vanishing_gradients", "loss_plateau", "underfitting", "low_confidence", "lr_too_low"),
     "vanishing_gradients": ("loss_plateau", "underfitting", "low_confidence", "lr_too_low"),
-    "lr_too_low": ("loss_plateau", "underfitting", "low_confidence"),
+    # A network that barely moved from its init keeps the init's confidence: random logits give a
+    # max probability above 1/C while the accuracy sits at chance, a gap that is no miscalibration.
+    "lr_too_low": ("loss_plateau", "underfitting", "low_confidence", "overconfidence"),
     "overfitting": ("overconfidence",),
     # The bugs of real programs (rules/bugs.py) and what they bring about.
     "grad_not_zeroed": ("lr_too_high", "exploding_gradients", "dead_relu", "no_gradient", "nan_loss", "saturation",
@@ -41,16 +43,20 @@ CAUSES: dict[str, tuple[str, ...]] = {
     "over_regularization": ("underfitting", "loss_plateau", "low_confidence", "lr_too_low", "vanishing_gradients"),
     "frozen_parameters": ("underfitting", "loss_plateau", "low_confidence", "lr_too_low"),
     "unshuffled_data": ("overfitting", "loss_plateau", "underfitting", "low_confidence", "overconfidence"),
+    # A learning rate that collapsed early stalls the loss; its updates then read too small.
+    "lr_schedule_too_fast": ("lr_too_low", "loss_plateau", "underfitting", "low_confidence", "vanishing_gradients"),
+    # Labels that do not belong to the inputs: memorising them is overfitting, nothing else is learned.
+    "mismatched_labels": ("overfitting", "underfitting", "loss_plateau", "low_confidence", "overconfidence"),
     "underfitting": ("loss_plateau", "low_confidence"),
     "loss_plateau": ("low_confidence",),
 }
 
 # Tie-break among unrelated findings of equal severity: more specific, more actionable first.
 PRIORITY = ("grad_not_zeroed", "probabilities_as_logits", "unnormalized_inputs", "frozen_parameters",
-            "over_regularization", "unshuffled_data", "lr_too_high", "bad_init_loss", "exploding_gradients", "dead_relu", "saturation", "no_gradient",
+            "over_regularization", "unshuffled_data", "mismatched_labels", "lr_schedule_too_fast", "lr_too_high", "bad_init_loss", "exploding_gradients", "dead_relu", "saturation", "no_gradient",
             "vanishing_gradients",
             "lr_too_low", "overfitting", "underfitting", "loss_plateau", "overconfidence", "low_confidence",
-            "nan_loss")
+            "nan_loss", "mismatched_targets")
 
 
 # Causes that act through the updates: they cannot explain a symptom already there before the first

@@ -23,8 +23,8 @@ class Thresholds:
     # (a rolling median, so single outlier batches do not move it).
     smooth_frac: float = 0.02
     smooth_min: int = 5
-    # A live run (status "running") gets the verdicts about how a run ends (underfitting,
-    # overfitting, a final plateau, low confidence, a too-low learning rate) only once this fraction
+    # A live run (status "running") gets the verdicts about how a run ends (rules.loss.END_OF_RUN_RULES:
+    # underfitting, overfitting, a final plateau, low confidence, ...) only once this fraction
     # of its planned steps (run.json total_steps) has passed; without a plan, only when it ends.
     # Calibrated by cutting the 67 finished runs with a plan (samples and fault-injection suite) at
     # each tenth and judging them as if ended: from 0.5 on none of the 20 healthy ones gets a
@@ -61,6 +61,20 @@ class Thresholds:
     # margin of 1.4x on either side. Healthy runs read up to 0.069 (batch norm, RMSprop): "large"
     # alone is no fault.
     update_ratio_large: float = 0.04
+    # Far too low: a typical layer weight moving by less than this per step (100x below CS231n's
+    # 1e-3 guide, 30x below the low end) cannot learn in any useful number of steps: even 1,000
+    # steps all in one direction change it by at most 1% of its norm. lr_too_low is then critical
+    # (a sweep's diagnosis pruner stops such a trial), and a live run gets that verdict as soon as
+    # its loss has made little progress, not only from live_min_progress on. Healthy runs read
+    # 7.3e-4 and up (samples, fault-injection suite), 73x above it; the sample lr_too_low (SGD at
+    # 1e-4, 100x too low) reads 5.6e-6 and its accuracy stays at chance.
+    update_ratio_far_low: float = 1e-5
+    # An update at least this large moved a weight by more than its own norm: a step that rewrites
+    # the weight, whatever the run's other steps read. lr_too_high takes most layer weights doing so
+    # at or before a blow-up of the loss as its update evidence (the table's 90th percentile drops
+    # that one step): Adam at lr 0.3 on a GPT-2 init read 15-30 at step 1 (0.15 at lr 3e-3); the
+    # LSTM sample whose loss spiked from one exploding gradient (lstm_exploding) read at most 0.55.
+    update_ratio_rewrite: float = 1.0
 
     # -- lr_too_high ---------------------------------------------------------------------------
     # Divergence: the smoothed loss climbs to diverge_factor x its running minimum and by at
@@ -81,9 +95,13 @@ class Thresholds:
     # A too-high learning rate that does not blow the loss up still shows in the weights: they grow
     # under large updates (the scale of a weight feeding no normalization layer is not free, so
     # growing it is what an oversized step does). Most layer weights reading "large" or more on the
-    # Updates page and the typical such weight grown this many times over the run is a fault
-    # (calibrated: healthy runs with large updates grew at most 4.2x, batchnorm_high_lr; the runs
-    # whose learning rate was too high 5.4x and more, nanoGPT-style char model at lr x100 9.2x).
+    # Updates page and the typical such weight grown this many times over the run is a fault.
+    # Calibrated on the runs whose updates read large, seeds 0-2: healthy ones grew at most 4.2x
+    # (sample batchnorm_high_lr; fault suite up to 3.6x, corpus 1.4-1.5x), the ones whose learning
+    # rate was too high 5.4x and more (fault suite: lr_high_mlp_adam 5.4-6.1x, also caught by its
+    # spikes), the corpus's nanoGPT-style char model 8.6-9.5x at lr x30 with clipping (issue 14's
+    # case, caught by this alone) and 8.9-10.2x at lr x100 without. Healthy runs with in-range
+    # updates may grow more (corpus makemore 10x): growth counts only under large updates.
     lr_weight_growth: float = 5.0
     # A loss that turns NaN before the smoothed loss has fallen by this fraction of its initial
     # value, i.e. before the run learned anything, is blamed on the step size (calibrated).
@@ -104,8 +122,9 @@ class Thresholds:
     # own, a converged character model sits near half of ln(vocabulary); a regression, a VAE), a
     # level says nothing by itself: the run made little progress when its smoothed loss fell by less
     # than this fraction of the reference (ln(vocabulary), else the initial loss). Calibrated on the
-    # corpus (benchmarks/advice_corpus.py): healthy language models and VAEs fell by 38-65%, runs at
-    # a 100x too small learning rate by 2-7%.
+    # corpus (benchmarks/advice_corpus.py), seeds 0-2: healthy language models and VAEs fell by
+    # 31-45% (word LSTM 31%, char GPT 41%, VAE 42-45%), the VAE at a 100x too small learning rate by
+    # 3.9-4.7%.
     progress_min_drop: float = 0.1
     # A plateau is a final stretch of at least plateau_min_frac of the run in which the smoothed
     # loss improved by less than plateau_tol (relative). Calibrated.
@@ -135,8 +154,13 @@ class Thresholds:
     # nothing left to fall), while the train loss averaged over the steps of those last evaluations
     # is this fraction or more below the evaluation loss: it fits what it memorised (issue 14's
     # makemore on 200 names: train 0.79, validation 2.98 -> 3.22 -> 3.41). A rising validation loss
-    # is still required: a gap alone is the ordinary generalization gap. Calibrated: healthy runs
-    # ended with gaps up to ~15%, the overfit language models of the corpus 35% and more.
+    # is still required: a gap alone is the ordinary generalization gap. Calibrated, seeds 0-2: the
+    # healthy language models and VAEs of the corpus end with gaps of -1% to 12%, the overfit ones
+    # 32-35% (word LSTM) and 70-72% (makemore). A classifier near its floor has a wide relative gap
+    # whenever its train loss is tiny (healthy ones up to 90%, fault suite): there the absolute rise
+    # (overfit_abs_rise) is what separates: the healthy ones rose by 0.034 x ln(C) at most (fault
+    # suite, seeds 0-2; sample deep_relu_he), except the sample overfitting_fixed at 0.0496, at the
+    # limit (its validation loss went from 0.056 to 0.11 over 3 classes).
     overfit_loss_gap: float = 0.25
     # Accuracy gap train - val that counts as not generalizing (AUTOTRAINER's "test not well":
     # 0.1 when train accuracy <= 0.9, 0.07 above; Zhang et al., ICSE 2021).
@@ -189,6 +213,16 @@ class Thresholds:
     # weights are scale-invariant), exceeds update_ratio_high on two recorded steps after the first
     # (or 10x it on one). The first step is left out: its gradient, taken before any update, shows
     # the init or the loss's reduction, not a gradient that grew.
+    # ... and on those two steps it must have grown: at least explode_step_growth x the step at the
+    # first recorded step after an update (the 10x criterion needs no growth). An untrained
+    # network's gradient is at its largest in the first updates, so a high learning rate starts
+    # with its largest steps and then shrinks them: that is the learning rate at work (lr_too_high
+    # judges it by the update ratios), not a gradient that explodes. Measured where the step reached
+    # half the limit: healthy runs grew it 1.7x at most (corpus word LSTM, seed 1, one sample at
+    # 0.100; the ResNet at lr 0.2, which crossed 0.1 on two early samples on seed 2: 1.05x); the
+    # fault suite's exploding runs 4x (lr_high_cnn_sgd), 8.5x (lr_high_spirals_momentum), 27x
+    # (lr_high_warmup), seed 0. 2.5 sits at their geometric middle.
+    explode_step_growth: float = 2.5
     # ... or the total gradient norm jumps to this multiple of its median over the previous 20
     # steps and the raw loss at least doubles within a few steps. Spikes alone are common in
     # healthy runs near a minimum (measured up to 260x); with the loss jump they are what throws a
@@ -232,6 +266,53 @@ class Thresholds:
     # model does not fit; an info otherwise (fine-tuning freezes a backbone on purpose).
     frozen_share: float = 0.5
 
+    # -- schedule, labels, targets (rules/schedule.py, rules/labels.py) --------------------------
+    # A learning-rate schedule stepped per batch instead of per epoch: the recorded lr fell to
+    # 1/lr_collapse_factor of its peak within the first lr_collapse_within of the run's steps and
+    # stayed below 1/sqrt(lr_collapse_factor) of it (a warm restart, SGDR, comes back up), while the
+    # loss improved after that point by less than lr_collapse_gain of its level there, while it was
+    # still falling when the decay began (by half of that or more, and twice what it gained after:
+    # a loss that had stalled before the lr fell, as reduce-on-plateau reacts to, is not this).
+    # Healthy schedules reach 1/100 of their peak late: step schedules at 56% of the run or later
+    # (He et al. 2016, ResNet: /10 at 32k and 48k of 64k iterations, 75%; Goyal et al. 2017: /10 at
+    # epochs 30, 60, 80 of 90, 67%; PyTorch's transfer learning tutorial StepLR(7, 0.1) over 25
+    # epochs, 56%), cosine, linear-to-zero and OneCycle in
+    # their last 6% (cos(pi x) = -0.98 at x = 0.94); a per-epoch StepLR(30, 0.1) or ExponentialLR(0.95)
+    # called every batch gets there after 60 or 90 batches, well under 1% of a typical run (the
+    # corpus's ExponentialLR(0.9) per batch: step 45 of 360, 12%). 0.25 sits between, 2.2x below the
+    # earliest healthy schedule above.
+    lr_collapse_factor: float = 100.0
+    lr_collapse_within: float = 0.25
+    lr_collapse_gain: float = 0.05
+    # Labels that do not belong to the inputs: the evaluation accuracy ends (mean of the last third
+    # of the evaluations) within labels_chance_acc of chance, as a fraction of the way from chance
+    # (1/C) to 1, the evaluation loss stays at ln(C) or above (within labels_chance_loss of it) and
+    # does not fall over the evaluations (by no more than that fraction either), while the train loss
+    # over the same steps is at least labels_train_gap x ln(C) below it and below ln(C) itself (a
+    # train loss above chance fitted nothing: the corpus's forgotten zero_grad at seed 2, train 45
+    # against a validation loss of 48, is a blow-up, not memorising): the network memorises
+    # examples it sees again and learns nothing that carries over. A learnable task with updates of a
+    # healthy size leaves chance within a few dozen steps (the corpus's digit MLP: 68% at step 20);
+    # a short or slow run has no train/validation gap yet. The corpus's permuted labels (seeds 0-2):
+    # accuracy -0.02 to 0.035 of the way above chance (an accuracy at chance measured on 360
+    # examples of 10 classes wanders by a standard error of 0.019 of the way: 0.1 leaves five), the
+    # evaluation loss 1.00-1.08 x ln(10), the train loss 0.084-0.17 x ln(10) below it
+    # (0.085 x ln(10) below ln(10) at seeds 0 and 2). Runs that
+    # learned anything are far above chance (the corpus's lr collapsed after 44 steps: 0.39).
+    labels_chance_acc: float = 0.1
+    labels_chance_loss: float = 0.03
+    labels_train_gap: float = 0.03
+    # Targets that are not the logits' batch: the loss passed to record_step is below
+    # targets_loss_ratio x the cross-entropy the probes recompute from the passed logits and targets
+    # (median over the second half of the sampled steps), and, when the record starts at step 1,
+    # the two agreed there within targets_start_agree (an untrained model's predictions are near
+    # uniform, so any targets give about ln(C); a loss scaled for gradient accumulation is off by
+    # its factor from the first step on). Label smoothing, auxiliary losses, z-loss and weight
+    # penalties make the passed loss larger, not smaller; nanoGPT's loop with the recording where its
+    # logging is (Y already the next batch): 0.57 at the end, 1.015 at step 1.
+    targets_loss_ratio: float = 0.8
+    targets_start_agree: float = 0.1
+
     # -- predictions ---------------------------------------------------------------------------
     # Overconfidence: mean confidence above accuracy by this much on the evaluation split
     # (expected calibration error; Guo et al., "On Calibration of Modern Neural Networks",
@@ -242,6 +323,17 @@ class Thresholds:
     # softmax outputs near 0.5 mean the model still needs work).
     low_confidence_frac: float = 0.25
     underconfidence_gap: float = 0.15
+    # ... judged (a warning) only once the model stopped sharpening on the split judged, since
+    # confidence lags accuracy while it learns (accuracy moves once the right class overtakes,
+    # confidence only as the logits grow): its mean confidence over the last third of its records
+    # rose above the middle third's by at most underconfidence_closing of the gap, and the last
+    # third of its loss records made at most underconfidence_loss_drop of the loss's whole drop.
+    # Measured: a healthy GPT-2 learning arithmetic (val accuracy 0.98, confidence 0.78) closed 15%
+    # and made 32% on val; a tiny GPT-2 whose linear schedule ended at train accuracy 1.0 and
+    # confidence 0.6 closed 46%; 16 steps into training it made 26% of its train-loss drop; label
+    # smoothing 0.6-0.7 (the fault-injection runs this rule exists for) 0.3-7.6% and 2-4% on val.
+    underconfidence_closing: float = 0.1
+    underconfidence_loss_drop: float = 0.1
 
     # -- bad_init_loss -------------------------------------------------------------------------
     # Initial loss outside [low, high] x ln(classes) (CS231n "Neural Networks 3": expect -ln(1/C)

@@ -89,10 +89,9 @@ class RunView:
 
     @cached_property
     def judges_end(self) -> bool:
-        """Whether "by the end of the run" verdicts (rules.loss.END_OF_RUN_RULES: underfitting,
-        overfitting, a final plateau, low confidence, too little progress) may be given: always for
-        an ended run; for a live one once live_min_progress of its planned steps have passed, and
-        not before it ends when the plan is unknown."""
+        """Whether "by the end of the run" verdicts (rules.loss.END_OF_RUN_RULES: every rule that
+        reads this) may be given: always for an ended run; for a live one once live_min_progress of
+        its planned steps have passed, and not before it ends when the plan is unknown."""
         if not self.live:
             return True
         return self.progress is not None and self.progress >= self.th.live_min_progress

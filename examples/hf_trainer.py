@@ -44,6 +44,7 @@ def main(argv=None):
     ap.add_argument("--run-dir", default="runs/hf_gpt2_addition")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--every", type=int, default=10, help="record layer statistics every N steps")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     config = GPT2Config(vocab_size=VOCAB, n_positions=length(1), n_embd=48, n_layer=2, n_head=4,
@@ -56,7 +57,7 @@ def main(argv=None):
         use_cpu=True, disable_tqdm=True)
     trainer = Trainer(model=model, args=training, train_dataset=Additions(8192, seed=0),
                       eval_dataset=Additions(512, seed=1),
-                      callbacks=[ProbesCallback(args.run_dir, every=10, overwrite=True)])  # the one line to add
+                      callbacks=[ProbesCallback(args.run_dir, every=args.every, overwrite=True)])  # the one line to add
     trainer.train()
 
     print(f"\nrecorded into {args.run_dir}; advice:")

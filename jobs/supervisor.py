@@ -68,6 +68,37 @@ class JobLimitError(JobError):
     """As many jobs as the concurrency limit allows are already training."""
 
 
+@dataclass(frozen=True)
+class Slots:
+    """The concurrency limit and what holds its slots: this folder's training jobs and the other
+    processes the manager is told about (a sweep's workers on this machine)."""
+
+    limit: int
+    jobs: int
+    others: int
+    others_label: str
+
+    @property
+    def used(self) -> int:
+        return self.jobs + self.others
+
+    @property
+    def free(self) -> int:
+        return max(0, self.limit - self.used)
+
+    @property
+    def others_words(self) -> str:
+        """"1 sweep worker", "2 sweep workers"."""
+        label = self.others_label[:-1] if self.others == 1 and self.others_label.endswith("s") else self.others_label
+        return f"{self.others} {label}"
+
+    def text(self) -> str:
+        """"1 training job and 2 sweep workers running, limit 4"."""
+        jobs = f"{self.jobs} training job{'s' if self.jobs != 1 else ''}"
+        others = f" and {self.others_words}" if self.others else ""
+        return f"{jobs}{others} running, limit {self.limit}"
+
+
 def cpu_cores() -> int:
     """CPU cores this process may use (the affinity mask where the OS has one)."""
     try:
@@ -210,10 +241,15 @@ class JobManager:
 
     max_jobs: how many may train at once (default: half the CPU cores). devices: the devices
     this machine trains on, e.g. ["cuda", "cpu"]; None probes them once in a background process.
+    other_pids: a callable returning the pids of other training processes on this machine that
+    hold slots of the same limit (the dashboard passes the sweep workers of the runs folder's
+    study storage; jobs/ does not know sweeps), named others_label in messages. Processes
+    started through start_others() count from the moment they start, before they show up there.
     """
 
     def __init__(self, runs_dir: str | os.PathLike, *, max_jobs: int | None = None,
-                 grace_s: float = DEFAULT_GRACE_S, python: str | None = None, devices: list[str] | None = None):
+                 grace_s: float = DEFAULT_GRACE_S, python: str | None = None, devices: list[str] | None = None,
+                 other_pids=None, others_label: str = "sweep workers"):
         self.runs_dir = Path(runs_dir).expanduser().resolve()
         self.grace_s = float(grace_s)
         self.python = python or sys.executable
@@ -222,6 +258,9 @@ class JobManager:
         if max_jobs is not None:
             self.max_jobs = max_jobs
         self._lock = threading.RLock()
+        self._other_pids = other_pids
+        self.others_label = others_label
+        self._started_others: list = []  # processes start_others() started, until they end
         self._devices: list[str] | None = list(devices) if devices is not None else None
         self.device_note: str | None = None
         self._probe: threading.Thread | None = None
@@ -287,13 +326,48 @@ class JobManager:
             raise JobError(str(e)) from None
         parent_path = self._parent_path(parent)
         with self._folder_lock():
-            live = [j for j in self.jobs() if j.live]
-            if len(live) >= self._max_jobs:
-                raise JobLimitError(
-                    f"{len(live)} training job{'s are' if len(live) != 1 else ' is'} already running and the limit is "
-                    f"{self._max_jobs}. Stop one (or raise the limit) and start again.")
+            slots = self.slots()
+            if slots.free < 1:
+                raise JobLimitError(f"{slots.text()}: no slot is free. Stop one (or raise the limit) and start again.")
             run_dir = new_run_dir(self.runs_dir, name or f"{config.workload}-{config.model}")
             return self._launch(run_dir, config, name or run_dir.name, description, parent_path)
+
+    # -- the limit shared with other processes (sweep workers) -----------------------------------
+    def other_pids(self) -> set[int]:
+        """Live pids of the other processes holding slots: those other_pids reports and those
+        start_others started that have not ended."""
+        pids: set[int] = set()
+        if self._other_pids is not None:
+            try:
+                pids = {int(p) for p in self._other_pids()}
+            except Exception:  # noqa: BLE001 - an unreadable study storage must not block training jobs
+                pids = set()
+        with self._lock:
+            # poll() reaps an ended child, so it is not counted as a zombie
+            self._started_others = [p for p in self._started_others if p.poll() is None]
+            return pids | {int(p.pid) for p in self._started_others}
+
+    def slots(self) -> Slots:
+        """The limit and what holds its slots now."""
+        return Slots(self._max_jobs, len(self.live_jobs()), len(self.other_pids()), self.others_label)
+
+    def start_others(self, n: int, start) -> list:
+        """Start `n` processes that share the limit (sweep workers) with `start()` -> processes
+        (subprocess.Popen), under the same lock as start(), so jobs and workers started at
+        the same time by several tabs or apps never exceed it together. JobLimitError when fewer
+        than `n` slots are free."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise JobError(f"the number of processes to start must be a whole number >= 1, got {n!r}.")
+        with self._folder_lock():
+            slots = self.slots()
+            if n > slots.free:
+                raise JobLimitError(f"{slots.text()}: {slots.free} slot{'s' if slots.free != 1 else ''} free for "
+                                    f"{n} {self.others_label}. Stop something (or raise the limit on the Train page) "
+                                    "and start again.")
+            procs = list(start())
+            with self._lock:
+                self._started_others.extend(procs)
+            return procs
 
     @contextmanager
     def _folder_lock(self):

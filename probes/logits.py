@@ -1,6 +1,11 @@
 """Statistics of a batch of class logits (runstore.tags.LOGIT_STATS: mean confidence, mean entropy,
-accuracy) and the calibration table of an evaluation, in torch (device, sync-free) and numpy (CPU)
-side by side.
+accuracy, cross-entropy against the targets) and the calibration table of an evaluation, in torch
+(device, sync-free) and numpy (CPU) side by side.
+
+The cross-entropy is the one CrossEntropyLoss (BCEWithLogitsLoss for binary logits) computes from
+the same logits and targets, mean over the counted positions. It costs one gather per batch and
+lets the diagnostics compare it with the loss the caller passed: targets of another batch (nanoGPT
+prefetches the next batch into Y before the step is recorded) make the passed loss far lower.
 
 Language models give logits (batch, tokens, vocabulary) and targets (batch, tokens) in which padding
 and prompt tokens carry an ignore index (-100 for torch's cross_entropy and Hugging Face labels):
@@ -24,13 +29,13 @@ from .histograms import fixed_torch
 CALIBRATION_BINS = 15
 
 LogitStats = namedtuple("LogitStats", tags.LOGIT_STATS)
-_ACCURACY = tags.LOGIT_STATS.index("accuracy")
+_NEED_TARGETS = frozenset(tags.LOGIT_STATS.index(s) for s in tags.TARGET_STATS)
 
 
 def kept_stats(split: str, explicit, has_targets: bool) -> tuple[list[int], tuple[str, ...]]:
     """(positions in LogitStats, their tags) of the statistics to record: not those the caller
-    passed explicitly as scalars, and no accuracy without targets."""
-    keep = [i for i, s in enumerate(tags.LOGIT_STATS) if s not in explicit and (has_targets or i != _ACCURACY)]
+    passed explicitly as scalars, and no accuracy or cross-entropy without targets."""
+    keep = [i for i, s in enumerate(tags.LOGIT_STATS) if s not in explicit and (has_targets or i not in _NEED_TARGETS)]
     return keep, tags.stat_tags(tags.split_metric, (split,), [tags.LOGIT_STATS[i] for i in keep])
 
 
@@ -127,8 +132,22 @@ def _ignored(t, ignore_index):
     return out
 
 
+def _soft_targets(targets: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:
+    """Class probabilities (predictions, classes) when the targets are probabilities: soft or one-hot
+    rows of the logits' shape, or a probability per binary logit (BCEWithLogitsLoss's labels),
+    which is the two classes (1 - p, p). None for class indices."""
+    if _binary(logits):
+        if not targets.is_floating_point():
+            return None
+        p = targets.detach().reshape(-1)
+        return torch.stack([1 - p, p], dim=-1)
+    if targets.is_floating_point() and targets.shape == logits.shape:
+        return targets.detach().reshape(-1, logits.shape[-1])
+    return None
+
+
 def stats_torch(logits: torch.Tensor, targets: torch.Tensor | None, ignore_index: int | None = None):
-    """(confidence per prediction, LogitStats as one vector with NaN accuracy without targets,
+    """(confidence per prediction, LogitStats as one vector with NaN accuracy and cross-entropy without targets,
     correct per prediction or None, valid per prediction or None) for class logits of shape
     (..., classes), on their device. Targets may be class indices (...) or probabilities
     (..., classes). Positions whose index is ignored (_ignored) count in no statistic: `valid` marks
@@ -137,6 +156,7 @@ def stats_torch(logits: torch.Tensor, targets: torch.Tensor | None, ignore_index
     or (..., 1) count as two classes (_scores)."""
     t = None if targets is None else _class_targets(targets, logits).reshape(-1)
     valid = ~_ignored(t, ignore_index) if _index_targets(targets, logits) else None
+    soft = None if targets is None else _soft_targets(targets, logits)
     logits = _scores(logits)
     z = logits.detach().float().reshape(-1, logits.shape[-1])
     logp = torch.log_softmax(z, dim=-1)
@@ -144,7 +164,7 @@ def stats_torch(logits: torch.Tensor, targets: torch.Tensor | None, ignore_index
     conf, pred = p.max(dim=-1)
     entropy = -(p * logp).nan_to_num_(0.0).sum(-1)
     correct = None
-    acc = torch.full((), float("nan"), device=z.device)
+    acc = xent = torch.full((), float("nan"), device=z.device)
     if valid is None:
         mean_conf, mean_entropy = conf.mean(), entropy.mean()
     else:
@@ -158,8 +178,13 @@ def stats_torch(logits: torch.Tensor, targets: torch.Tensor | None, ignore_index
             acc = correct.sum() / counted
         else:
             acc = correct.float().mean()
-    return (conf, torch.stack(LogitStats(confidence=mean_conf, entropy=mean_entropy, accuracy=acc.float())),
-            correct, valid)
+        if soft is not None:  # -sum p log q; a class of probability 0 with a -inf logit counts 0 (p log q -> 0)
+            nll = -(soft.to(logp.device, logp.dtype) * logp).nan_to_num_(0.0).sum(-1)
+        else:
+            nll = -logp.gather(1, t.long().clamp(0, z.shape[-1] - 1)[:, None])[:, 0]
+        xent = nll.mean() if valid is None else torch.where(valid, nll, 0.0).sum() / counted
+    return (conf, torch.stack(LogitStats(confidence=mean_conf, entropy=mean_entropy, accuracy=acc.float(),
+                                         cross_entropy=xent.float())), correct, valid)
 
 
 def confidence_counts_torch(conf: torch.Tensor, valid: torch.Tensor | None, bins: int) -> torch.Tensor:
@@ -176,6 +201,8 @@ def stats_numpy(logits: torch.Tensor, targets: torch.Tensor | None, ignore_index
     as stats_torch. On the CPU the ignored positions are simply dropped, so `valid` is always None."""
     # Few numpy calls on small arrays: on a training step each call costs more than the arithmetic.
     t = None if targets is None else _class_targets(targets, logits).numpy().reshape(-1)
+    soft = None if targets is None else _soft_targets(targets, logits)
+    soft = None if soft is None else as_numpy(soft.cpu())
     z = as_numpy(_scores(logits))
     classes = z.shape[-1]
     z = z.reshape(-1, classes)
@@ -183,10 +210,11 @@ def stats_numpy(logits: torch.Tensor, targets: torch.Tensor | None, ignore_index
         keep = ~_ignored(t, ignore_index)
         if not keep.all():
             z, t = z[keep], t[keep]
+            soft = None if soft is None else soft[keep]
     n = len(z)
     if n == 0:  # every position ignored
         nan = math.nan
-        return np.zeros(0, np.float32), LogitStats(confidence=nan, entropy=nan, accuracy=nan), \
+        return np.zeros(0, np.float32), LogitStats(confidence=nan, entropy=nan, accuracy=nan, cross_entropy=nan), \
             (None if t is None else np.zeros(0, bool)), None
     zs = z - z.max(axis=1, keepdims=True)  # <= 0: exp cannot overflow
     e = np.exp(zs)
@@ -196,12 +224,22 @@ def stats_numpy(logits: torch.Tensor, targets: torch.Tensor | None, ignore_index
     pz = float(np.vdot(e * conf[:, None], zs))
     if not math.isfinite(pz):  # a -inf logit gives 0 * -inf: count it as 0, as torch does
         pz = float(np.nan_to_num(e * conf[:, None] * zs, nan=0.0).sum())
-    entropy = (float(np.add.reduce(np.log(s))) - pz) / n
-    correct, acc = None, math.nan
+    log_s = float(np.add.reduce(np.log(s)))
+    entropy = (log_s - pz) / n
+    correct, acc, xent = None, math.nan, math.nan
     if t is not None:
         correct = z.argmax(axis=1) == t
         acc = np.count_nonzero(correct) / n
-    return conf, LogitStats(confidence=float(np.add.reduce(conf)) / n, entropy=entropy, accuracy=acc), correct, None
+        # -log q(target) = log s - zs[target] per prediction (zs: logits minus their max)
+        if soft is not None:
+            tz = float(np.vdot(soft, zs))
+            if not math.isfinite(tz):  # a class of probability 0 with a -inf logit counts 0, as in stats_torch
+                tz = float(np.nan_to_num(soft * zs, nan=0.0).sum())
+        else:
+            tz = float(np.add.reduce(zs[np.arange(n), t.astype(np.intp)]))
+        xent = (log_s - tz) / n
+    return conf, LogitStats(confidence=float(np.add.reduce(conf)) / n, entropy=entropy, accuracy=acc,
+                            cross_entropy=xent), correct, None
 
 
 def calibration_sums_torch(conf: torch.Tensor, correct: torch.Tensor, bins: int,

@@ -9,6 +9,7 @@ charts in agreement.
     train/confidence               mean softmax max-probability of the step's logits
     train/entropy                  mean predictive entropy (nats) of the step's logits
     train/accuracy                 argmax accuracy when targets are given (and not passed explicitly)
+    train/cross_entropy            cross-entropy of the step's logits against its targets (nats)
     <split>/loss, <split>/<name>   the same for record_eval (split defaults to "val")
     lr/group<i>                    learning rate of param group i at that step
     sys/wall_time                  host wall-clock seconds at record_step (for time axes and ETA)
@@ -46,10 +47,15 @@ STAT_TITLES = {
     "confidence": "confidence (mean max-probability)",
     "entropy": "entropy (nats)",
     "accuracy": "accuracy (fraction correct)",
+    "cross_entropy": "cross-entropy of the logits vs the targets (nats)",
 }
 GRAD_STATS = ("norm", "abs_mean", "nonfinite")
 WEIGHT_STATS = ("norm",)
-LOGIT_STATS = ("confidence", "entropy", "accuracy")
+# cross_entropy is recomputed from the logits and targets passed with the loss (NaN without
+# targets): a passed loss far below it means the targets are not the batch's (diagnostics).
+LOGIT_STATS = ("confidence", "entropy", "accuracy", "cross_entropy")
+# The logit statistics that need targets: not recorded when none are given.
+TARGET_STATS = ("accuracy", "cross_entropy")
 
 TRAIN_LOSS = "train/loss"
 WALL_TIME = "sys/wall_time"

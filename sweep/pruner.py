@@ -1,6 +1,6 @@
 """The diagnosis pruner: an Optuna pruner that reads the trial's own recording while it trains and
-prunes it when the diagnostics find it hopeless (NaN loss, a learning rate far too high, mass dead
-units, saturation, gradients gone or exploding), storing the finding as the reason.
+prunes it when the diagnostics find it hopeless (NaN loss, a learning rate far too high or far too
+low, mass dead units, saturation, gradients gone or exploding), storing the finding as the reason.
 
     pruner = DiagnosisPruner()                                   # diagnosis only
     pruner = DiagnosisPruner(optuna.pruners.MedianPruner())      # diagnosis OR median
@@ -13,12 +13,13 @@ judges it with `diagnostics.advise`, the same findings the dashboard shows.
 Conservative by default, so a healthy trial is not pruned: only critical findings of the rules in
 HOPELESS_RULES count; the same one must be found on `confirm` (2) checks in a row; a run the
 playground is still recording gets the diagnostics' live verdicts (nothing that needs the end of
-the run); and a trial whose objective at that step is at least the median of what the other
+the run); and a trial whose objective at that step is better than the median of what the other
 trials reported there is spared (its numbers say it is doing fine, whatever the recording shows:
 a one-layer net at a huge learning rate can thrash its loss and still end well). Checks are
 spaced `interval_steps` apart (by default a tenth of the planned steps) and judging may cost at
-most `max_overhead` (10%) of the trial's time, so tiny trials get fewer checks (except the check
-that confirms a suspicion, which is never put off).
+most `max_overhead` (10%) of the trial's projected time (its time so far scaled to its planned
+steps, so the checks come early, where a prune saves the most), so tiny trials get fewer checks
+(except the check that confirms a suspicion, which comes at the next report and is never put off).
 """
 
 from __future__ import annotations
@@ -39,16 +40,19 @@ from runstore import RunReadError, load_run
 from .records import PRUNED, RUN_DIR, STEP_UNIT, TOTAL_STEPS
 
 # The rules whose critical findings make a trial hopeless: numbers that have gone non-finite, a
-# learning rate that throws the loss back up, units that are dead or saturated for good (they
-# pass no gradient, so they do not come back), and gradients that are gone or exploding.
+# learning rate that throws the loss back up or is far too low to move the weights (lr_too_low is
+# critical only then: updates below diagnostics' update_ratio_far_low while the gradients flow),
+# units that are dead or saturated for good (they pass no gradient, so they do not come back),
+# and gradients that are gone or exploding.
 # bad_init_loss, underfitting, overfitting, plateaus and confidence are left out: a run with them
 # can still end well (and the end-of-run ones wait for the end anyway).
-HOPELESS_RULES = ("nan_loss", "lr_too_high", "dead_relu", "saturation", "no_gradient", "vanishing_gradients",
-                  "exploding_gradients")
+HOPELESS_RULES = ("nan_loss", "lr_too_high", "lr_too_low", "dead_relu", "saturation", "no_gradient",
+                  "vanishing_gradients", "exploding_gradients")
 CRITICAL = "critical"
 DEFAULT_CHECKS = 10  # looks per trial when the planned steps are known
-# Judging a trial may cost at most this share of its time so far; a check due beyond it waits
-# for the next report (tiny trials get fewer checks, long ones all of them).
+# Judging a trial may cost at most this share of its projected time (its time so far scaled to
+# its planned steps); a check due beyond it waits for the next report (tiny trials get fewer
+# checks, long ones all of them).
 MAX_OVERHEAD = 0.1
 WAIT_S = 2.0  # how long a check waits for the writer thread to store the step just reported
 _KEEP = 8  # trials whose loaded runs are kept between checks (a worker trains one at a time)
@@ -119,8 +123,8 @@ class DiagnosisPruner(BasePruner):
     same rule must be found on. interval_steps: steps between checks (None: a tenth of the trial's
     planned steps, from its `total_steps` attribute; every report when unknown). n_warmup_steps:
     no check before this step. spare_above_median: do not prune a trial whose value at the step is
-    at least the median of the other trials' values there. max_overhead: the largest share of a
-    trial's time so far that judging it may take (None: no limit). thresholds:
+    better than the median of the other trials' values there. max_overhead: the largest share of a
+    trial's projected time that judging it may take (None: no limit). thresholds:
     diagnostics.Thresholds to judge with.
 
     The reason is stored in the trial's user attribute `pruned` ({"by": "diagnosis", "rule",
@@ -205,15 +209,32 @@ class DiagnosisPruner(BasePruner):
             return None if run is None else self.judge(watch, run, step)
 
     def _over_budget(self, watch: _Watch, trial) -> bool:
-        """Whether judging this trial has already cost more than max_overhead of its time so far."""
-        if self.max_overhead is None or trial.datetime_start is None or watch.seconds == 0:
+        """Whether judging this trial has already cost more than max_overhead of its projected
+        time: its time so far scaled to its planned steps (just its time so far when the plan is
+        unknown). Projecting lets the checks come early, where stopping a hopeless trial saves the
+        most, while a trial that trains to its end still spends at most about max_overhead of its
+        time being judged (the projection settles as the trial runs)."""
+        if self.max_overhead is None or watch.seconds == 0:
             return False
-        elapsed = time.time() - trial.datetime_start.timestamp()
+        elapsed = self._elapsed(watch, trial)
+        if elapsed is None:
+            return False
+        step, total = trial.last_step, trial.user_attrs.get(TOTAL_STEPS)
+        if isinstance(total, int) and isinstance(step, int) and 0 < step < total:
+            elapsed *= total / step
         return watch.seconds > self.max_overhead * elapsed
 
+    def _elapsed(self, watch: _Watch, trial) -> float | None:
+        """Seconds the trial has run so far (sweep.replay gives the recorded run's own time)."""
+        if trial.datetime_start is None:
+            return None
+        return time.time() - trial.datetime_start.timestamp()
+
     def _due(self, watch: _Watch, step: int, total: int | None) -> bool:
-        """Whether a check is due at `step`; if so, the next one is scheduled."""
-        if step < watch.next_step:
+        """Whether a check is due at `step`; if so, the next one is scheduled. A trial under
+        suspicion (a hopeless finding on its last check) is checked again at its next report: the
+        confirmation costs one evaluation interval, not a tenth of the trial."""
+        if step < watch.next_step and not any(watch.streak.values()):
             return False
         if self.interval_steps is not None:
             interval = self.interval_steps
@@ -267,8 +288,9 @@ class DiagnosisPruner(BasePruner):
 
 
 def _not_behind(study, trial, step: int) -> bool:
-    """Whether the trial's value at `step` is at least as good as the median of the values other
-    trials reported at that step (False when no other trial got there)."""
+    """Whether the trial's value at `step` is better than the median of the values other trials
+    reported at that step (False when no other trial got there). A tie is not "doing fine": in a
+    coarse search most trials may sit at chance level, and so does their median."""
     value = trial.intermediate_values.get(step)
     if value is None or not math.isfinite(value):
         return False
@@ -278,7 +300,7 @@ def _not_behind(study, trial, step: int) -> bool:
     if not others:
         return False
     median = statistics.median(others)
-    return value >= median if study.direction == optuna.study.StudyDirection.MAXIMIZE else value <= median
+    return value > median if study.direction == optuna.study.StudyDirection.MAXIMIZE else value < median
 
 
 def _num(value) -> str:

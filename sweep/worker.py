@@ -152,6 +152,20 @@ def spawn(storage_url: str, study_name: str, runs_dir, n: int, *, threads: int |
     return procs
 
 
+def local_worker_pids(storage_url: str) -> set[int]:
+    """Pids of the sweep workers alive on this machine, over every study of the storage (a SQLite
+    file that does not exist yet holds none, and is not created by looking)."""
+    from .storage import is_sqlite, open_storage
+    from .study import workers
+
+    if is_sqlite(storage_url):
+        path = storage_url[len("sqlite:///"):]
+        if path != ":memory:" and not os.path.isfile(path):
+            return set()
+    return {w.pid for s in open_storage(storage_url).get_all_studies()
+            for w in workers(None, s.user_attrs) if w.alive}
+
+
 def reap() -> int:
     """Poll the workers this process started (reaping the ended ones); how many still run."""
     with _CHILDREN_LOCK:

@@ -242,6 +242,24 @@ def test_gradients_large_against_weights_under_sgd_but_not_under_adam(tmp_path):
     assert "exploding_gradients" not in alarms(advise_spec(tmp_path, spec, name="adam"))
 
 
+def test_a_large_sgd_step_that_shrinks_is_no_explosion_one_that_grows_is(tmp_path):
+    """A high learning rate takes its largest steps on the untrained network and then smaller ones
+    (the corpus's healthy ResNet at lr 0.2: 0.100, 0.105, then down); a gradient that explodes makes
+    the step grow over the limit."""
+    spec = healthy()
+    m = len(layer_steps(spec["n"], spec["every"]))
+    shrinking = np.concatenate([[2.2, 2.0, 2.1], np.geomspace(1.5, 0.01, m - 3)]) * 10  # x weight norm 10
+    for p in spec["grad"]:
+        spec["grad"][p]["norm"] = shrinking.copy()
+    assert "exploding_gradients" not in alarms(advise_spec(tmp_path, spec, name="shrinks"))
+    growing = np.concatenate([[0.5, 0.6], np.full(m - 2, 0.3)]) * 10
+    growing[m // 2:m // 2 + 3] = [2.0 * 10, 3.0 * 10, 2.5 * 10]  # steps of 0.1-0.15 of the weights
+    for p in spec["grad"]:
+        spec["grad"][p]["norm"] = growing.copy()
+    f = by_rule(advise_spec(tmp_path, spec, name="grows"), "exploding_gradients")
+    assert f.evidence["sgd_step_peak"] == pytest.approx(0.15) and f.evidence["sgd_step_first"] == pytest.approx(0.03)
+
+
 def test_a_large_gradient_at_the_first_step_alone_is_no_explosion(tmp_path):
     """The gradient before any update shows the init (or a summed loss), not a gradient that grew."""
     spec = healthy()
@@ -388,3 +406,25 @@ def test_live_runs_hold_back_end_of_run_verdicts_until_enough_has_passed(tmp_pat
         writer.close("finished")
     ended = {f.rule for f in diagnostics.advise(diagnostics.load_run(path))}
     assert "underfitting" in ended and "live_run" not in ended
+
+
+def test_every_rule_that_waits_for_the_end_is_named_on_the_live_run_card(tmp_path):
+    """The live_run card says which verdicts wait: every rule that reads RunView.judges_end (the gate
+    on end-of-run verdicts) must be in END_OF_RUN_RULES, and the card must name each of them, or a
+    user watching a live run takes the silence of a held-back rule for an all-clear."""
+    import inspect
+
+    from dashboard.synthetic import SyntheticSpec, write_synthetic_run
+    from diagnostics.rules import RULES
+    from diagnostics.rules.loss import END_OF_RUN_RULES, END_OF_RUN_VERDICTS
+
+    waiting = {r.__name__ for r in RULES if r.__name__ != "live_run" and "judges_end" in inspect.getsource(r)}
+    assert {"mismatched_labels", "lr_schedule_too_fast"} <= waiting
+    assert waiting == set(END_OF_RUN_RULES)
+    writer = write_synthetic_run(tmp_path / "live", SyntheticSpec(steps=200, status=None))
+    try:
+        live = {f.rule: f for f in diagnostics.advise(diagnostics.load_run(tmp_path / "live"))}["live_run"]
+    finally:
+        writer.close("finished")
+    for words in END_OF_RUN_VERDICTS.values():
+        assert words in live.message

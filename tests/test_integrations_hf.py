@@ -4,6 +4,9 @@ what plain torch computes at the same points (gradient accumulation, clipping an
 precision included), tied embeddings are recorded once, evaluation is recorded, an injected
 learning-rate fault is diagnosed, and a loss the callback cannot see fails the run, not training."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -18,6 +21,7 @@ from runstore import schema, tags  # noqa: E402
 BLOW_UP_RULES = {"lr_too_high", "nan_loss", "exploding_gradients"}
 BF16 = torch.backends.mkldnn.is_available()  # CPU autocast to bfloat16
 VOCAB, LENGTH = 32, 12
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 class Counting(torch.utils.data.Dataset):
@@ -131,6 +135,38 @@ def test_lr_times_100_is_diagnosed(tmp_path):
     healthy, faulty = _fit_sgd(tmp_path, "ok", 0.3), _fit_sgd(tmp_path, "bad", 30.0)
     assert not healthy & BLOW_UP_RULES, healthy
     assert faulty & BLOW_UP_RULES, faulty
+
+
+def test_logging_every_step_adds_no_flush(tmp_path, monkeypatch):
+    """The Trainer's grad_norm joins the record of the step it belongs to, instead of a record of
+    its own that flushes (as evaluations do): at logging_steps=1 that was one flush per step."""
+    import probes.recorder
+
+    flushes = []
+    flush = probes.recorder.Recorder._flush
+    monkeypatch.setattr(probes.recorder.Recorder, "_flush", lambda self: (flushes.append(self.step), flush(self))[1])
+    args = _args(tmp_path, max_steps=12, learning_rate=1e-3, logging_steps=1)
+    transformers.Trainer(model=_model(), args=args, train_dataset=Counting(48),
+                         callbacks=[ProbesCallback(tmp_path / "run")]).train()
+    run = runstore.load_run(tmp_path / "run")
+    assert list(run.series("train/grad_norm").index) == list(range(1, 13)) and run.last_step == 12
+    assert flushes == [12]  # the one at close
+
+
+def test_the_examples_blow_up_is_diagnosed(tmp_path):
+    """examples/hf_trainer.py --lr 0.3, as a user runs it: Adam at 100x its default. Adam's first
+    update moves every element by about the learning rate, 15-30x the norm of GPT-2's small init
+    weights; the loss spikes and recovers, and against the weights that step inflated later updates
+    read ordinary ratios, so the Updates table (a 90th percentile over 15 records) reads "in range".
+    The step that rewrote the weights before the blow-up is the evidence."""
+    sys.path.insert(0, str(EXAMPLES))
+    import hf_trainer
+
+    hf_trainer.main(["--lr", "0.3", "--run-dir", str(tmp_path / "run")])
+    findings = diagnostics.advise(runstore.load_run(tmp_path / "run"))
+    first = next(f for f in findings if f.rank >= 1)
+    assert first.rule == "lr_too_high", [(f.rule, f.severity) for f in findings]
+    assert first.evidence["rewrite_ratio_step"] == 1 and first.evidence["rewrite_ratio"] > 10
 
 
 def test_loss_computed_outside_the_model_fails_the_run_not_training(tmp_path):

@@ -4,6 +4,8 @@ bf16 mixed precision included), an injected learning-rate fault is diagnosed, an
 raises leaves a failed run."""
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +21,7 @@ from runstore import schema, tags  # noqa: E402
 
 BLOW_UP_RULES = {"lr_too_high", "nan_loss", "exploding_gradients"}
 BF16 = torch.backends.mkldnn.is_available()  # CPU autocast to bfloat16
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _net():
@@ -144,6 +147,23 @@ def test_lr_times_100_is_diagnosed(tmp_path):
     faulty = {f.rule for f in diagnostics.advise(run) if f.severity != "info"}
     assert not healthy & BLOW_UP_RULES, healthy
     assert faulty & BLOW_UP_RULES, faulty
+
+
+def test_the_examples_blow_up_is_diagnosed(tmp_path):
+    """examples/lightning_classifier.py --lr 20, as a user runs it. Unlike the SGD run above, its
+    momentum and clipping blow the loss up and kill every ReLU within the first steps: from then on
+    no layer weight has a gradient, its update ratio reads zero, and the two oversized records
+    (of 48, every 10 steps) fall outside the Updates table's 90th percentile, so the table reads
+    "in range". Weights without a gradient say nothing about the step size; the loss does."""
+    sys.path.insert(0, str(EXAMPLES))
+    import lightning_classifier
+
+    lightning_classifier.main(["--lr", "20", "--run-dir", str(tmp_path / "run")])
+    findings = diagnostics.advise(runstore.load_run(tmp_path / "run"))
+    first = next(f for f in findings if f.rank >= 1)
+    assert first.rule == "lr_too_high" and first.severity == "critical", [(f.rule, f.severity) for f in findings]
+    dead = next(f for f in findings if f.rule == "dead_relu")
+    assert "lr_too_high" in dead.evidence["likely_caused_by"]
 
 
 def test_exception_marks_the_run_failed(tmp_path):

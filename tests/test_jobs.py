@@ -108,7 +108,7 @@ def test_limit_stop_and_rediscovery_after_an_app_restart(tmp_path):
     runs = tmp_path / "runs"
     mgr = JobManager(runs, devices=["cpu"], max_jobs=1)
     job = mgr.start(Config(**LONG), name="long")
-    with pytest.raises(JobLimitError, match="limit is 1"):
+    with pytest.raises(JobLimitError, match="1 training job running, limit 1: no slot is free"):
         mgr.start(Config(**TINY))
     running = wait_for(mgr, job.run_dir, lambda j: j.state == "running" and (j.step or 0) > 0, timeout=90)
     assert 0 < running.fraction < 1 and running.eta_s() is not None
@@ -341,3 +341,58 @@ def test_jobs_never_imports_torch_streamlit_or_plotly():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _sleeper(*argv: str) -> subprocess.Popen:
+    """A process that only sleeps (a stand-in for a training job or sweep worker: no torch)."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", *argv])
+
+
+def fake_job(runs, name: str) -> subprocess.Popen:
+    """A live job as the manager finds it from the folder alone: job.json naming a process of this
+    host whose command line holds "playground" and the run folder (it has not written run.json yet:
+    "starting")."""
+    run_dir = new_run_dir(runs, name)
+    proc = _sleeper("playground", str(run_dir))
+    cmdline = f"/proc/{proc.pid}/cmdline"
+    deadline = time.monotonic() + 30  # until it runs its own command (before, /proc shows the parent's)
+    while os.path.exists(cmdline) and str(run_dir).encode() not in open(cmdline, "rb").read():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    (run_dir / JOB_FILE).write_text(json.dumps({"job_id": name, "pid": proc.pid, "host": socket.gethostname(),
+                                                "started": time.time(), "name": name}))
+    return proc
+
+
+def test_one_limit_covers_training_jobs_and_sweep_workers(tmp_path):
+    """Training jobs and the processes the manager is told about (this machine's sweep workers)
+    share the limit, both ways: a job does not start while workers fill it, workers do not start
+    beyond the free slots, and workers count from the moment they start."""
+    runs = tmp_path / "runs"
+    workers: set[int] = set()  # what the sweep storage would report
+    mgr = JobManager(runs, devices=["cpu"], max_jobs=3, other_pids=lambda: set(workers))
+    procs = [fake_job(runs, "a"), fake_job(runs, "b")]
+    try:
+        assert mgr.slots().text() == "2 training jobs running, limit 3" and mgr.slots().free == 1
+        with pytest.raises(JobLimitError, match="2 training jobs running, limit 3: 1 slot free for 2 sweep workers"):
+            mgr.start_others(2, lambda: pytest.fail("no worker may start beyond the limit"))
+        [worker] = mgr.start_others(1, lambda: [_sleeper()])  # counted at once, before it registers anywhere
+        procs.append(worker)
+        slots = mgr.slots()
+        assert (slots.jobs, slots.others, slots.free) == (2, 1, 0)
+        assert slots.text() == "2 training jobs and 1 sweep worker running, limit 3"
+        with pytest.raises(JobLimitError, match="2 training jobs and 1 sweep worker running, limit 3: no slot is free"):
+            mgr.start(Config(**TINY))
+        workers.add(worker.pid)  # it registered with its study: still one worker, not two
+        assert mgr.slots().others == 1
+        other_app = JobManager(runs, devices=["cpu"], max_jobs=3, other_pids=lambda: set(workers))
+        assert other_app.slots().used == 3  # another app sees the worker through the storage
+        worker.kill()
+        worker.wait()
+        workers.clear()
+        assert mgr.slots().free == 1
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert mgr.slots().used == 0

@@ -145,7 +145,7 @@ def test_parameter_and_update_stats_agree():
 
 def test_binary_logit_stats_agree_and_match_the_sigmoid():
     """Binary logits (B,) or (B, 1) are the two classes (0, z): both implementations give the
-    sigmoid's confidence max(p, 1 - p), its entropy, and the accuracy of z > 0."""
+    sigmoid's confidence max(p, 1 - p), its entropy, the accuracy of z > 0 and BCEWithLogitsLoss."""
     torch.manual_seed(0)
     z = torch.randn(64) * 3
     labels = torch.randint(0, 2, (64,))
@@ -154,6 +154,8 @@ def test_binary_logit_stats_agree_and_match_the_sigmoid():
             "entropy": (-(p * p.log() + (1 - p) * (1 - p).log())).mean().item(),
             "accuracy": ((z > 0).long() == labels).double().mean().item()}
     for logits, t in ((z, labels), (z[:, None], labels[:, None]), (z, labels.float() * 0.9 + 0.05)):
+        want["cross_entropy"] = torch.nn.functional.binary_cross_entropy_with_logits(
+            z.double(), t.reshape(-1).double()).item()  # BCEWithLogitsLoss, soft labels included
         with np.errstate(all="ignore"):
             _, cvec, _, _ = L.stats_numpy(logits, t)
         _, dvec, _, _ = L.stats_torch(logits, t)

@@ -151,9 +151,10 @@ def test_diagnosis_or_median_stores_which_one_pruned():
 HEALTHY = ("baseline", "overfitting_fixed", "underfitting_fixed", "deep_relu_he", "deep_sigmoid_bn", "tanh_xavier",
            "lstm_clipped", "batchnorm_high_lr", "digits_cnn", "optimizer_sgd")
 # Not healthy, but not hopeless either: they end worse than they could, not broken.
-NOT_HOPELESS = ("overfitting", "underfitting", "lr_too_low")
+NOT_HOPELESS = ("overfitting", "underfitting")
 HOPELESS = {"zero_init": ("dead_relu", "no_gradient"), "saturated_tanh": ("saturation",),
-            "vanishing_sigmoid": ("vanishing_gradients",), "dying_relu": ("lr_too_high", "dead_relu")}
+            "vanishing_sigmoid": ("vanishing_gradients",), "dying_relu": ("lr_too_high", "dead_relu"),
+            "lr_too_low": ("lr_too_low",)}  # SGD at 1e-4: updates far too small, accuracy stays at chance
 
 
 @pytest.mark.parametrize("name", HEALTHY + NOT_HOPELESS)
@@ -170,6 +171,33 @@ def test_hopeless_samples_are_pruned_in_the_first_third(name):
     assert step <= run.meta["total_steps"] / 3
 
 
+def test_a_far_too_low_learning_rate_is_critical_as_soon_as_the_updates_show_it():
+    """lr_too_low is critical when the typical update is below update_ratio_far_low while the
+    gradients flow, and a live run gets it before live_min_progress; not during a warm-up, not when
+    vanishing gradients make the updates tiny, and a slow but working run (SGD) never gets it."""
+    import diagnostics
+    from sweep.replay import Recording
+
+    rec = Recording(runstore.load_run(SAMPLES / "lr_too_low"))
+    total = rec.run.meta["total_steps"]
+    early = rec.view(60)  # a sixth of the run: end-of-run verdicts wait until half of it
+    [low] = [f for f in diagnostics.advise(early) if f.rule == "lr_too_low"]
+    assert low.severity == "critical" and low.title == "Learning rate far too low"
+    assert low.evidence["typical_update"] < low.evidence["update_ratio_far_low"] == \
+        diagnostics.Thresholds().update_ratio_far_low
+    assert low.fix == {"lr": pytest.approx(1e-3)}  # x10
+    assert not [f for f in diagnostics.advise(rec.view(60), dataclasses.replace(
+        diagnostics.Thresholds(), update_ratio_far_low=1e-6)) if f.rule == "lr_too_low"]  # early: only "far"
+    steps, lr = rec.scalars["lr/group0"]
+    rec.scalars["lr/group0"] = (steps, lr * (1 + steps / total))  # a warm-up: still rising
+    assert not [f for f in diagnostics.advise(rec.view(60)) if f.rule == "lr_too_low"]
+    ended = diagnostics.advise(rec.run)  # the recorded run (constant lr), judged at its end: critical too
+    assert [f.severity for f in ended if f.rule == "lr_too_low"] == ["critical"]
+    for name in ("vanishing_sigmoid", "optimizer_sgd"):  # tiny updates from vanishing gradients; slow SGD
+        assert not [f for f in diagnostics.advise(runstore.load_run(SAMPLES / name))
+                    if f.rule == "lr_too_low" and f.severity == "critical"], name
+
+
 # -- worker processes and the command line ---------------------------------------------------------------
 def _cli(*args, timeout=240):
     return subprocess.run([sys.executable, "-m", "playground", "sweep", *map(str, args)], cwd=ROOT, env=ENV,
@@ -178,7 +206,7 @@ def _cli(*args, timeout=240):
 
 def test_two_workers_share_one_sqlite_study_without_lost_trials_and_it_resumes(tmp_path, capsys):
     runs = tmp_path / "runs"
-    common = ["--study", "par", "--runs-dir", runs, "--workload", "digits", "--epochs", "3", "--eval-every", "20",
+    common = ["--study", "par", "--runs-dir", runs, "--workload", "digits", "--epochs", "1", "--eval-every", "10",
               "--device", "cpu", "--param", "lr=1e-3:3e-2", "--param", "width=16:64", "--pruner", "none", "--quiet"]
     first = _cli(*common, "--n-trials", 4, "--workers", 2)
     assert first.returncode == 0, first.stderr
@@ -197,11 +225,16 @@ def test_two_workers_share_one_sqlite_study_without_lost_trials_and_it_resumes(t
     assert len({study.trials[r.number].user_attrs[records.WORKER] for r in rows}) == 2  # both trained trials
     assert "best val_accuracy" in first.stdout
 
-    # resume from the storage alone (as a worker on another machine would): numbering goes on
+    # resume from the storage alone, as a worker on another machine does: its own runs folder (the
+    # study's folder there is new, so it shares no lock with this machine's workers); numbering goes on
     sweep.create_study(url, "par", spec.with_budget(5), resume=True)
-    assert run_worker(url, "par", runs, log=lambda m: None) == 1
+    other_machine = tmp_path / "machine-b" / "runs"
+    assert run_worker(url, "par", other_machine, log=lambda m: None) == 1
     rows = trial_rows(load(url, "par")[0])
     assert [r.number for r in rows] == list(range(5)) and rows[-1].state == "complete"
+    assert Path(rows[-1].run_dir) == other_machine.resolve() / "par" / "trial-0004"
+    assert runstore.read_meta(rows[-1].run_dir)["sweep"]["trial"] == 4
+    assert all(Path(r.run_dir).parent == runs.resolve() / "par" for r in rows[:4])
     # the command line resumes only with the same settings, and reports the study
     assert main(["sweep", *map(str, common[:4]), "--pruner", "median", "--quiet"]) == 2
     assert "other settings" in capsys.readouterr().err

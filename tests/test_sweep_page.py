@@ -26,7 +26,7 @@ from sweep.worker import run_worker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = "dashboard/pages/sweep.py"
-BASE = Config(workload="digits", depth=2, width=32, optimizer="momentum", epochs=4, eval_every=10, probe_every=5,
+BASE = Config(workload="digits", depth=2, width=32, optimizer="momentum", epochs=3, eval_every=10, probe_every=5,
               device="cpu")
 
 
@@ -97,11 +97,43 @@ def test_a_planted_fault_is_pruned_early_with_its_finding_stored_and_healthy_tri
         assert t.value > 0.5 and runstore.read_meta(t.user_attrs["run_dir"])["status"] == "finished"
 
 
+def test_replaying_a_recording_prunes_where_the_live_pruner_did(workdir):
+    """benchmarks/sweep.py trains each config once and replays every pruner setting over the
+    recordings (sweep.replay.ReplayPruner in an ordinary Optuna study): fed the reports of the
+    trial pruned live, it prunes at the same step, for the same rule."""
+    from runstore import tags
+    from sweep.records import RUN_DIR, TOTAL_STEPS
+    from sweep.replay import Recording, ReplayPruner
+
+    live = load(sweep.default_url(workdir / "runs"), "demo")[0].trials[0]
+    run_dir = live.user_attrs[RUN_DIR]
+    run = runstore.load_run(run_dir)
+    wall = run.series(tags.WALL_TIME)
+    pruner = ReplayPruner(recordings={run_dir: Recording(run)},
+                          clock=lambda d, step: float(wall[wall.index <= step].iloc[-1] - wall.iloc[0]))
+    replay = optuna.create_study(direction="maximize", pruner=pruner)
+    trial = replay.ask()
+    trial.set_user_attr(RUN_DIR, run_dir)
+    trial.set_user_attr(TOTAL_STEPS, live.user_attrs[TOTAL_STEPS])
+    for step, value in sorted(live.intermediate_values.items()):
+        trial.report(value, step)
+        if trial.should_prune():
+            break
+    else:
+        raise AssertionError("the replay did not prune")
+    reason = replay.trials[0].user_attrs["pruned"]
+    assert step == live.user_attrs["pruned"]["step"] and reason["trigger"] == live.user_attrs["pruned"]["trigger"]
+
+
 def test_the_page_lists_trials_with_the_finding_that_pruned_one_and_opens_it(app, workdir):
     at = app
     table = at.get("dataframe")[0].value.set_index("#")
     assert list(table["state"]) == ["pruned", "complete", "complete"]
     assert table.loc[0, "why"].startswith("pruned by the diagnosis at step")
+    # a pruned trial shows the last value it reported, at the step it was pruned, not an empty cell
+    pruned = trial_rows(load(sweep.default_url(workdir / "runs"), "demo")[0])[0]
+    assert table.loc[0, "val_accuracy"] == pytest.approx(pruned.last_value)
+    assert table.loc[0, "step"] == f"{pruned.last_step:,}/{BASE.total_steps():,}"
     assert table.loc[1, "val_accuracy"] > 0.5 and table.loc[0, "init"] == "zeros"
     charts = {c.proto.id.split("-", 2)[2]: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
     scatter, parcoords = charts["sweep-scatter"], charts["sweep-parcoords"]
@@ -159,6 +191,51 @@ def test_start_and_stop_a_sweep_from_the_page(app, workdir):
     at.run()
     text = _texts(at)
     assert "sweep stopped]" in text and "badge[1 stopped]" in text and "badge[0 of 2 trials]" in text
+
+
+def test_training_jobs_and_sweep_workers_share_one_limit_on_both_pages(app, workdir):
+    """Two training jobs and a sweep worker run with a limit of 3: the Sweep page offers no worker
+    and says why, the Train page counts the worker and says no slot is free. The page watches a
+    study without workers meanwhile (the newest), while the worker runs for another."""
+    import shutil
+    import socket
+
+    from sweep.study import WORKER_PREFIX
+    from test_jobs import _sleeper, fake_job
+
+    at, runs = app, workdir / "runs"
+    url = sweep.default_url(runs)
+    study, spec = load(url, "demo")
+    sweep.create_study(url, "idle", spec)
+    at.switch_page("dashboard/pages/train.py").run()
+    limit = at.number_input(key="train_limit").value
+    at.number_input(key="train_limit").set_value(3).run()
+    procs = [fake_job(runs, "job-a"), fake_job(runs, "job-b")]
+    worker = _sleeper()
+    procs.append(worker)
+    key = f"{WORKER_PREFIX}{socket.gethostname()}:{worker.pid}"
+    study.set_user_attr(key, {"host": socket.gethostname(), "pid": worker.pid, "started": time.time(),
+                              "runs_dir": str(runs), "ended": None, "trials": 0})
+    try:
+        time.sleep(2.1)  # the app re-reads the sweep workers at most every 2 s
+        at.switch_page(PAGE).run()
+        assert at.button(key="sweep_start").proto.disabled and at.number_input(key="sweep_workers").max == 1
+        assert at.selectbox(key="sweep_watch").value == "idle"
+        assert "0 of 3 slots free: 2 training jobs and 1 sweep worker running, limit 3" in _texts(at)
+        at.switch_page("dashboard/pages/train.py").run()
+        text = _texts(at)
+        assert "2 + 1 sweep worker of 3 running" in text
+        assert "No slot free: 2 training jobs and 1 sweep worker running, limit 3" in text
+    finally:
+        study.set_user_attr(key, {**study.user_attrs[key], "ended": time.time()})
+        optuna.delete_study(study_name="idle", storage=sweep.open_storage(url))
+        for p in procs:
+            p.kill()
+            p.wait()
+        for d in runs.iterdir():
+            if d.name.startswith("job-"):
+                shutil.rmtree(d)
+        at.number_input(key="train_limit").set_value(limit).run()
 
 
 # -- in a browser --------------------------------------------------------------------------------------

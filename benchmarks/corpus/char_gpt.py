@@ -3,7 +3,8 @@ random-offset batches, AdamW with weight decay 0.1 on matrices, warmup + cosine 
 clipping at 1, train/val loss estimated every eval_interval steps.
 
 Variants: healthy (lr 1e-3, as nanoGPT); lr_high (lr x100 without clipping: a mild but real fault,
-the loss does not blow up but ends clearly higher while the weight norms grow ~9x).
+the loss does not blow up but ends clearly higher while the weight norms grow ~9x); lr_x30 (issue 14's
+nanoGPT case: AdamW at lr 3e-2, everything else as healthy, clipping at 1 included).
 """
 
 import math
@@ -15,12 +16,12 @@ from torch.nn import functional as F
 import probes
 from common import char_text, parse
 
-VARIANTS = {"healthy": 1e-3, "lr_high": 1e-1}
+VARIANTS = {"healthy": 1e-3, "lr_high": 1e-1, "lr_x30": 3e-2}
 a = parse(VARIANTS)
 lr_max = VARIANTS[a.variant]
 block_size, batch_size, n_layer, n_head, n_embd = 32, 16, 2, 4, 32
 max_iters, warmup, eval_interval, eval_iters = 400, 40, 40, 4
-grad_clip = 1.0 if a.variant == "healthy" else 0.0
+grad_clip = 0.0 if a.variant == "lr_high" else 1.0
 
 data, vocab_size, _ = char_text(60000)
 data = torch.tensor(data)

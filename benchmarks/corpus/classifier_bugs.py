@@ -8,7 +8,10 @@ probabilities go into CrossEntropyLoss, which expects logits); class_sorted (no 
 training set sorted by label); unnormalized (raw 0-255 pixels); heavy_weight_decay (SGD with
 weight decay 0.1, as if 1e-4 had been mistyped); frozen (requires_grad switched off for every layer
 but the last, a fine-tuning recipe applied to a model trained from scratch); nan_batch (one corrupt
-example with a NaN pixel at step 143).
+example with a NaN pixel at step 143); healthy_schedule (an ExponentialLR(0.9) stepped once per
+epoch, as meant); schedule_per_batch (the same scheduler stepped after every batch: the learning rate
+is 1/100 of its start by step 44 of 360); shuffled_labels (the training labels permuted independently
+of the inputs, as when two lists are shuffled separately: nothing to learn but memorising).
 """
 
 import torch
@@ -18,7 +21,7 @@ import probes
 from common import digits, parse
 
 VARIANTS = ("healthy", "healthy_sgd", "forgot_zero_grad", "softmax_then_ce", "class_sorted", "unnormalized",
-            "heavy_weight_decay", "frozen", "nan_batch")
+            "heavy_weight_decay", "frozen", "nan_batch", "healthy_schedule", "schedule_per_batch", "shuffled_labels")
 a = parse(VARIANTS)
 v = a.variant
 xt, yt, xv, yv = digits(normalize=v != "unnormalized")
@@ -28,6 +31,8 @@ if v == "unnormalized":
 if v == "class_sorted":
     order = torch.argsort(yt, stable=True)
     xt, yt = xt[order], yt[order]
+if v == "shuffled_labels":
+    yt = yt[torch.randperm(len(yt))]  # the labels no longer belong to the images
 
 layers = [nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10)]
 if v == "softmax_then_ce":
@@ -44,6 +49,7 @@ if v in ("healthy_sgd", "heavy_weight_decay", "forgot_zero_grad", "unnormalized"
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=wd)
 else:
     opt = torch.optim.Adam(params, lr=1e-3)
+sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.9) if "schedule" in v else None
 loss_fn = nn.CrossEntropyLoss()
 epochs, bs = 8, 32
 rec = probes.attach(model, opt, run_dir=a.run_dir, every=5,
@@ -64,8 +70,12 @@ for epoch in range(epochs):
         loss.backward()
         opt.step()
         rec.record_step(loss, logits=out, targets=y)
+        if v == "schedule_per_batch":
+            sched.step()  # meant once per epoch
         if step % 20 == 0:
             with torch.no_grad():
                 vo = model(xv)
                 rec.record_eval(loss=loss_fn(vo, yv), logits=vo, targets=yv)
+    if v == "healthy_schedule":
+        sched.step()
 rec.close()

@@ -32,7 +32,32 @@ FLASH = "_train_flash"            # (kind, message) shown once on the Train page
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _manager(runs_dir: str) -> JobManager:
-    return JobManager(runs_dir)
+    # One limit for training jobs and this machine's sweep workers (the Sweep page starts those
+    # through the same manager, JobManager.start_others).
+    return JobManager(runs_dir, other_pids=lambda: sweep_worker_pids(runs_dir))
+
+
+def sweep_worker_pids(runs_dir: str) -> set[int]:
+    """The sweep workers alive on this machine in the runs folder's study storage (none without
+    the optional sweep extra), read at most every REFRESH_WORKERS_S per folder: the Train page asks
+    on every refresh, and opening the study storage is not free."""
+    now = time.monotonic()
+    got = _worker_pids.get(runs_dir)
+    if got is not None and now - got[0] < REFRESH_WORKERS_S:
+        return got[1]
+    try:
+        from sweep.storage import default_url
+        from sweep.worker import local_worker_pids
+    except ImportError:  # optuna not installed: no sweeps
+        pids: set[int] = set()
+    else:
+        pids = local_worker_pids(default_url(runs_dir))  # the storage the Sweep page uses
+    _worker_pids[runs_dir] = (now, pids)
+    return pids
+
+
+REFRESH_WORKERS_S = 2.0
+_worker_pids: dict[str, tuple[float, set[int]]] = {}
 
 
 def manager() -> JobManager:
@@ -184,7 +209,9 @@ def live_jobs_panel(*, key: str = "live-jobs") -> None:
     """Live training jobs and the concurrency limit, with a link to watch each on the Train page."""
     mgr = manager()
     live = mgr.live_jobs()
-    st.caption(f"Training jobs: {len(live)} of {mgr.max_jobs} running (limit from {mgr.cores} CPU cores; "
+    slots = mgr.slots()
+    workers = f", plus {slots.others_words} sharing the limit" if slots.others else ""
+    st.caption(f"Training jobs: {len(live)} of {mgr.max_jobs} running{workers} (limit from {mgr.cores} CPU cores; "
                "change it on the Train page).")
     for j in live:
         with st.container(horizontal=True, vertical_alignment="center"):

@@ -62,34 +62,20 @@ def _exists(url: str) -> bool:
     return os.path.exists(url[len("sqlite:///"):])
 
 
-def _live_workers(url: str) -> int:
-    """Sweep workers alive on this machine, over every study of the storage."""
-    from sweep.storage import open_storage
-    from sweep.study import workers
-
-    if not _exists(url):
-        return 0
-    n = 0
-    for s in open_storage(url).get_all_studies():
-        n += sum(1 for w in workers(None, s.user_attrs) if w.alive)
-    return n
-
-
 def _free_slots(url: str) -> tuple[int, str]:
-    """How many more workers may start within the Train page's job limit, and the sentence why."""
-    mgr = manager()
-    jobs = len(mgr.live_jobs())
-    busy = _live_workers(url)
-    free = max(0, mgr.max_jobs - jobs - busy)
-    return free, (f"{free} of {mgr.max_jobs} slots free: {jobs} training job{'s' if jobs != 1 else ''} and "
-                  f"{busy} sweep worker{'s' if busy != 1 else ''} running (the limit is the Train page's).")
+    """How many more workers may start within the Train page's job limit (training jobs and this
+    machine's sweep workers share it: jobs.JobManager.slots), and the sentence why."""
+    slots = manager().slots()
+    return slots.free, (f"{slots.free} of {slots.limit} slots free: {slots.text()} (the limit is the Train "
+                        "page's, shared by training jobs and sweep workers).")
 
 
 def _spawn(url: str, name: str, n: int) -> None:
+    """Start `n` workers within the shared limit (JobLimitError when the slots are taken meanwhile)."""
     from sweep.worker import spawn
 
     mgr = manager()
-    spawn(url, name, _runs_dir(), n, threads=max(1, cpu_cores() // mgr.max_jobs))
+    mgr.start_others(n, lambda: spawn(url, name, _runs_dir(), n, threads=max(1, cpu_cores() // mgr.max_jobs)))
 
 
 # -- starting --------------------------------------------------------------------------------------
@@ -128,9 +114,9 @@ def _start_form(url: str) -> None:
     workers = cols[1].number_input("Workers", min_value=1, max_value=max(1, free), value=min(max(1, free), 1),
                                    step=1, key="sweep_workers", help=why)
     pruner = st.selectbox("Pruner", PRUNERS, key="sweep_pruner", format_func=lambda k: PRUNER_WORDS[k],
-                          help="diagnosis: prune a trial when a critical finding (NaN loss, lr far too high, dead or "
-                               "saturated units, vanishing or exploding gradients) makes it hopeless; conservative "
-                               "by default (see docs/sweeps.md).")
+                          help="diagnosis: prune a trial when a critical finding (NaN loss, lr far too high or "
+                               "low, dead or saturated units, vanishing or exploding gradients) makes it hopeless; "
+                               "conservative by default (see docs/sweeps.md).")
     cols = st.columns([0.46, 0.3, 0.24])
     objective = cols[0].selectbox("Objective", list(OBJECTIVE_WORDS), key="sweep_objective",
                                   format_func=lambda k: OBJECTIVE_WORDS[k])
@@ -177,8 +163,10 @@ def _table(rows, spec) -> None:
     best = best_row(rows, spec.maximize)
     data = []
     for r in rows:
-        rec = {"#": r.number, "state": r.state, spec.objective: r.value,
-               "step": f"{r.last_step:,}/{r.total_steps:,}" if r.state in ("running", "pruned") and r.last_step
+        # A trial that did not complete shows the last value it reported (at the step shown), not
+        # an empty cell; "why" says where and why it stopped.
+        rec = {"#": r.number, "state": r.state, spec.objective: r.value if r.value is not None else r.last_value,
+               "step": f"{r.last_step:,}/{r.total_steps:,}" if r.state != "complete" and r.last_step
                is not None and r.total_steps else (f"{r.total_steps:,}" if r.total_steps else MISSING),
                "why": r.reason or ("best so far" if best is not None and r.number == best.number else ""),
                "seconds": round(r.duration_s, 1) if r.duration_s is not None else None}
@@ -188,7 +176,9 @@ def _table(rows, spec) -> None:
         data.append(rec)
     df = pd.DataFrame(data)
     config = {spec.objective: st.column_config.NumberColumn(spec.objective, format=TABLE_FORMAT,
-                                                             help="the trial's result (completed trials)"),
+                                                             help="a completed trial's result; a pruned, stopped "
+                                                                  "or running trial's last reported value, at the "
+                                                                  "step shown"),
               "#": st.column_config.NumberColumn("#", pinned=True),
               "why": st.column_config.TextColumn("why", width="large",
                                                  help="why a trial was pruned or failed: the finding that pruned it")}
@@ -283,9 +273,15 @@ def _actions(url: str, study, spec, rows, p, alive: int) -> None:
             free, why = _free_slots(url)
             if st.button("Resume", key="sweep-resume", icon=":material/play_arrow:", disabled=free < 1,
                          help=f"Start {min(free, 1) or 1} worker on the trials left. {why}"):
-                clear_stop(study)
-                _spawn(url, study.study_name, 1)
-                st.rerun()
+                clear_stop(study)  # before the worker starts, or it would stop at once
+                try:
+                    _spawn(url, study.study_name, 1)
+                except (JobError, OSError) as e:
+                    st.error(f"Not resumed. {md_escape(e)}", icon=":material/error:")
+                else:
+                    st.rerun()
+            if free < 1:
+                st.caption(why)
     if p.best is None:
         return
     with st.expander("Rerun the best trial with more epochs", icon=":material/replay:"):
@@ -372,7 +368,10 @@ def _monitor(url: str) -> None:
     _table(rows, spec)
     _charts(rows, spec)
     _trial_panel(rows, spec)
-    if st.session_state.get("_sweep_live") and not (alive or p.running):
+    # The timer runs while any worker of this machine runs (render: _is_live), whichever study is
+    # watched; only when none is left is the page redrawn once without it (comparing with the
+    # watched study's workers instead reran forever while another study's worker ran).
+    if st.session_state.get("_sweep_live") and not _is_live(url):
         st.session_state["_sweep_live"] = False
         st.rerun()  # everything ended: redraw once without the timer
 
@@ -382,8 +381,9 @@ def render() -> None:
     ctx = get_context()
     st.markdown("### Sweep")
     st.caption("Search hyperparameters with Optuna. Trials the diagnostics find hopeless (NaN loss, a learning rate "
-               "far too high, dead or saturated units, vanishing or exploding gradients) are pruned early, with the "
-               "finding as the reason; every trial is a recorded run you can open in the other pages.")
+               "far too high or far too low, dead or saturated units, vanishing or exploding gradients) are pruned "
+               "early, with the finding as the reason; every trial is a recorded run you can open in the other "
+               "pages.")
     if _sweep_module() is None:
         return
     from sweep.storage import StorageError, default_url
@@ -407,7 +407,7 @@ def render() -> None:
 
 def _is_live(url: str) -> bool:
     """Whether a worker of this machine is running (the monitor then refreshes itself)."""
-    from sweep.worker import reap
+    from sweep.worker import local_worker_pids, reap
 
-    return reap() > 0 or _live_workers(url) > 0
+    return reap() > 0 or bool(local_worker_pids(url))
 

@@ -196,6 +196,10 @@ def _start(mgr: JobManager, config: Config | None, error: str | None) -> None:
         return
     if not started:
         st.caption(steps_summary(config) + f" on {config.device}.")
+        slots = mgr.slots()
+        if slots.free < 1:
+            st.warning(f"No slot free: {slots.text()}. Stop a job or sweep worker, or raise the limit.",
+                       icon=":material/hourglass_top:")
         return
     parent = st.session_state.get(PARENT)
     description = st.session_state.get(DESCRIPTION, "").strip()
@@ -224,7 +228,8 @@ def _limit_control(mgr: JobManager) -> None:
         st.number_input("Training jobs at the same time", min_value=1, max_value=MAX_JOBS_LIMIT, step=1,
                         key="train_limit", on_change=_set_limit,
                         help=f"Default: half of the {mgr.cores} CPU cores, at least 1. Each job's PyTorch "
-                             "uses several threads, so more jobs than that slow each other down.")
+                             "uses several threads, so more jobs than that slow each other down. Sweep "
+                             "workers started on this machine (Sweep page) count against the same limit.")
 
 
 def _loss_chart(run, color: str | None) -> None:
@@ -328,7 +333,9 @@ def _monitor_body(mgr: JobManager, interval: float | None) -> None:
     live = [j for j in jobs if j.live]
     with st.container(horizontal=True, vertical_alignment="center"):
         st.markdown("#### Training jobs")
-        st.badge(f"{len(live)} of {mgr.max_jobs} running", color="green" if live else "gray")
+        slots = mgr.slots()
+        workers = f" + {slots.others_words}" if slots.others else ""
+        st.badge(f"{len(live)}{workers} of {slots.limit} running", color="green" if slots.used else "gray")
         _limit_control(mgr)
     if not jobs:
         st.info("No training jobs yet. Set the hyperparameters on the left and press **Start training**.",

@@ -50,7 +50,8 @@ def overfitting(v: RunView) -> list[Finding]:
     """The evaluation loss rises from its best while the model fits its training data ever better
     (the train loss kept falling, or sits far below the evaluation loss over the same steps: a
     train loss that has flattened still fits the training set it memorised); or evaluation accuracy
-    falls from its best, or stays well below the train accuracy measured over the same steps."""
+    falls from its best, or stays well below the train accuracy measured over the same steps. Only
+    once the train loss has come below chance (the reference loss): overfitting needs a fit."""
     th = v.th
     split = v.eval_split
     if split is None or not v.judges_end or not v.enough_loss or v.first_nonfinite is not None or not v.minimised:
@@ -62,6 +63,12 @@ def overfitting(v: RunView) -> list[Finding]:
     best_step = last_step = None
     sm = v.smooth
     train_end, train_end_step = float(sm.iloc[-1]), int(sm.index[-1])
+    rel = v.relative(train_end)
+    if rel is not None and rel >= 1:
+        # A train loss still at or above chance (ln(C), else the initial loss) has fitted nothing, so
+        # there is nothing to generalize from: a validation loss rising above it is a run blowing up
+        # or dead (lr_too_high, dead units), and dropout would be the wrong advice.
+        return []
 
     if len(val) >= 3:
         best_step = int(val.idxmin())

@@ -341,17 +341,31 @@ def exploding_gradients(v: RunView) -> list[Finding]:
     if step is not None:
         sgd, per_layer, lrs = step
         peak_step, peak = int(sgd.idxmax()), float(sgd.max())
-        # Twice over the limit, or once over 10x it: one borderline sample is not an explosion.
-        above = int((sgd >= th.update_ratio_high).sum())
-        if above >= 2 or peak >= 10 * th.update_ratio_high:
+        # Twice over the limit, or once over 10x it: one borderline sample is not an explosion. And
+        # grown over the limit (explode_step_growth x the first step after an update) or staying
+        # over it (on most recorded steps): a step that is largest from the start and then shrinks
+        # is a high learning rate on an untrained network, which lr_too_high judges from the update
+        # ratios, not a gradient that explodes.
+        first_step, first_size = int(sgd.index[0]), float(sgd.iloc[0])
+        over = sgd >= th.update_ratio_high
+        grown = sgd[over & (sgd >= th.explode_step_growth * first_size)]
+        stays = int(over.sum()) >= 2 and 2 * int(over.sum()) > len(sgd)
+        if len(grown) >= 2 or stays or peak >= 10 * th.update_ratio_high:
             gw = float(per_layer.loc[peak_step].median())
             lr_peak = float(lrs.loc[peak_step])
             reasons.append(f"at step {peak_step} the typical layer's gradient norm was {fmt(gw)}x its weight norm: a "
                            f"plain SGD step at the learning rate {fmt(lr_peak)} moves the weights by {fmt(peak)} of "
-                           f"their norm (limit {fmt(th.update_ratio_high)})")
+                           f"their norm (limit {fmt(th.update_ratio_high)})"
+                           + (f", up from {fmt(first_size)} at step {first_step}" if peak_step != first_step else "")
+                           + (f", and over the limit on {int(over.sum())} of the {len(sgd)} recorded steps after the "
+                              "first" if stays else ""))
             evidence.update(sgd_step_peak=peak, sgd_step_peak_step=peak_step, grad_to_weight_at_peak=gw,
                             grad_to_weight_at_peak_step=peak_step, lr_at_peak=lr_peak, lr_at_peak_step=peak_step,
-                            update_ratio_high=th.update_ratio_high)
+                            update_ratio_high=th.update_ratio_high, sgd_step_first=first_size,
+                            sgd_step_first_step=first_step, explode_step_growth=th.explode_step_growth,
+                            sgd_over_limit_count=int(over.sum()), sgd_recorded_count=len(sgd),
+                            sgd_over_limit_count_steps=[first_step, int(sgd.index[-1])],
+                            sgd_recorded_count_steps=[first_step, int(sgd.index[-1])])
             severity = severity or ("critical" if peak >= 10 * th.update_ratio_high else "warning")
             top = [p for p in per_layer.loc[peak_step].dropna().sort_values(ascending=False).index[:3] if p not in layers]
             layers += top

@@ -2,7 +2,10 @@
 
 Their update-size evidence is the Updates page's table (diagnostics.verdicts.UPDATES): lr_too_high
 needs most layer weights at "large" or above, an update-based lr_too_low most at "too small", so a
-card about the step size never contradicts the table next to it.
+card about the step size never contradicts the table next to it. Two exceptions, both said on the
+card: layer weights without any gradient are left out (their updates are zero whatever the step
+size), and lr_too_high also takes a blow-up of the loss preceded by updates that outgrew the weights
+(update_ratio_rewrite), which the table's 90th percentile over the run leaves out.
 """
 
 from __future__ import annotations
@@ -175,18 +178,56 @@ def _died_during_training(v: RunView) -> list[str]:
     return out
 
 
+def rewritten_before_blowup(v: RunView, rows: list[V.LayerVerdict], d: Divergence) -> tuple[int, dict] | None:
+    """(step, {layer weight: update ratio}) when most judged layer weights moved by update_ratio_rewrite
+    of their norm or more in one recorded update, at or before the step where the loss blew up. The
+    Updates table summarises the whole run (a 90th percentile), where one such step is an outlier,
+    and the weights it inflated read ordinary ratios afterwards (Adam moves each element by about
+    the learning rate whatever the weight's size): a too-high Adam step size on a GPT-2 init reads
+    15x at step 1, then 0.05."""
+    starts = [x for x in (d.nan_step if d.nan_kind in ("after_rise", "early") else None, d.rise_step, d.spike_step)
+              if x is not None]
+    if not starts:
+        return None
+    until, hit = min(starts), {}
+    for x in rows:
+        s = v.run.series(T.update_ratio(x.name))
+        s = s[(s.index <= until) & np.isfinite(s.to_numpy(dtype=float))]
+        big = s[s >= v.th.update_ratio_rewrite]
+        if len(big):
+            hit[x.name] = (int(big.index[0]), float(big.iloc[0]))
+    if 2 * len(hit) <= len(rows):
+        return None
+    return max(step for step, _ in hit.values()), {name: ratio for name, (_, ratio) in hit.items()}
+
+
+# What a lost run's learning rate is divided by: an order of magnitude, then look again.
+LOST_RUN_DIVISOR = 10
+
+
 def lr_too_high(v: RunView) -> list[Finding]:
     """The step size is too large: the loss blows up, climbs, spikes or thrashes, or every update
     rewrites a large part of the weights. When update ratios were recorded, most layer weights
     must read "large" or "too large": a loss that climbs under ordinary updates has another cause
-    (one gradient spike, the data), which other findings name."""
+    (one gradient spike, the data), which other findings name. Unless they read large anyway, layer
+    weights without any gradient are left out; and a blow-up right after updates that outgrew the
+    weights (rewritten_before_blowup) counts, however the rest of the run reads."""
     th = v.th
     if v.finite_loss.empty:
         return []
     rows = v.verdicts(V.UPDATES)
-    if rows and not V.majority(rows, LARGE_WORDS):
-        return []
+    large = V.majority(rows, LARGE_WORDS)
+    if not large:
+        # Layer weights without any gradient (no_gradient, e.g. behind ReLUs a blow-up killed) move
+        # by zero whatever the step size: unless their updates read large anyway, they say nothing
+        # about it (as in lr_too_low), and the others decide.
+        no_grad = {x.name for x in v.verdicts(V.GRADIENT_FLOW) if x.verdict == V.NO_GRADIENT}
+        rows = [x for x in rows if x.name not in no_grad]
+        large = V.majority(rows, LARGE_WORDS)
     d = divergence(v)
+    rewrote = None if large or not rows else rewritten_before_blowup(v, rows, d)
+    if rows and not large and rewrote is None:
+        return []
     r_high = bool(rows) and V.majority(rows, (V.TOO_LARGE,))
     died = _died_during_training(v) if r_high else []
     oscillating = d.roughness is not None and d.roughness > th.oscillation_ratio and d.no_progress
@@ -245,6 +286,16 @@ def lr_too_high(v: RunView) -> list[Finding]:
                        else "the loss is not improving")
         evidence.update(v.progress_evidence())
         severity = "warning"
+    if rewrote is not None:
+        if not reasons:
+            return []  # one oversized step is the evidence of a blow-up only where the loss shows one
+        step, ratios = rewrote
+        ratio = float(np.median(list(ratios.values())))
+        reasons.append(f"single updates up to step {step} moved {layer_list(list(ratios))} by {fmt(ratio)}x their norm "
+                       f"(median; from {fmt(th.update_ratio_rewrite)}x a step outgrows the weight itself), which the "
+                       f"Updates page's summary over the run does not show")
+        evidence.update(rewrite_ratio=ratio, rewrite_ratio_step=step, rewrite_layers=ratios,
+                        update_ratio_rewrite=th.update_ratio_rewrite)
     growth = weight_growth(v) if rows and not reasons and not init_bad else None
     end_rel = v.relative(float(v.smooth.iloc[-1])) if len(v.smooth) else None
     fits = v.floor_known and end_rel is not None and end_rel < th.fits_well
@@ -263,10 +314,23 @@ def lr_too_high(v: RunView) -> list[Finding]:
         reasons.append(f"ReLU layers {layer_list(died)} died during training")
     if died:
         evidence["died_during_training"] = died
+    # Layers the step size killed during training (ReLUs the dead-unit table calls critically dead,
+    # layer weights whose gradient stopped after the first record) leave a network that no longer
+    # learns, however the loss looks: the run is lost, as after a NaN. These consequences would lift
+    # the finding to critical in ranking; the divisor below has to know it already.
+    first_record = int(v.loss.index[0])
+    killed = [x.name for x in V.flagged(v.verdicts(V.DEAD_UNITS), (V.DEAD,)) if x.name in died and x.severity == "critical"]
+    stopped = [x.name for x in V.flagged(v.verdicts(V.GRADIENT_FLOW), (V.NO_GRADIENT,))
+               if x.since is not None and x.since > first_record]
+    if stopped:
+        reasons.append(f"{layer_list(stopped)} stopped getting any gradient during training (see no_gradient)")
+        evidence["no_gradient_since_training"] = stopped
+    if killed or stopped:
+        severity = "critical"
     msg = "; ".join(reasons) + "."
     msg = msg[0].upper() + msg[1:]
     layers = ()
-    if rows:
+    if rows and large:
         text, ev = update_sentence(rows, LARGE_WORDS, "large or too large", th)
         msg += " " + text
         evidence.update(ev)
@@ -284,10 +348,31 @@ def lr_too_high(v: RunView) -> list[Finding]:
     elif v.lr is not None:
         msg += f" Learning rate: {fmt(v.lr)}."
     evidence["lr"] = v.lr
-    divisor = 10 if severity == "critical" else 3
+    # The divisor follows the final severity: a run the step size lost (a NaN, a climb that stayed,
+    # layers it killed) needs an order of magnitude, else a third; where the updates say how far over
+    # they are, enough to bring the typical one under update_ratio_large (to one significant digit).
+    divisor = LOST_RUN_DIVISOR if severity == "critical" else 3
+    aim = ""
+    typical = evidence.get("typical_update")
+    if typical is not None and typical > th.update_ratio_high:
+        over = int(float(f"{typical / th.update_ratio_large:.1g}"))
+        # Ratios measured in a run that blew up grow without bound (the weights did too): trust them
+        # for at most the order of magnitude a lost run is given.
+        over = min(over, LOST_RUN_DIVISOR)
+        if over > divisor:
+            divisor = over
+            aim = f", so that the typical update gets under {fmt(th.update_ratio_large)} of the weights"
+    if rewrote is not None:
+        # Those first updates scale with the learning rate (Adam's are about lr per element): divide
+        # it until they stay under update_ratio_high, to one significant digit.
+        over = int(float(f"{evidence['rewrite_ratio'] / th.update_ratio_high:.1g}"))
+        if over > divisor:
+            divisor = over
+            aim = f", so that single updates stay under {fmt(th.update_ratio_high)} of the weights"
+        evidence["update_ratio_high"] = th.update_ratio_high
     evidence["lr_divisor"] = divisor
-    advice = (f"Divide the learning rate by {divisor} (the fix below); if it must stay this high, add warmup and clip "
-              "the gradient norm.")
+    advice = (f"Divide the learning rate by {divisor} (the fix below){aim}; if it must stay this high, add warmup and "
+              "clip the gradient norm.")
     # Only tags the run has: a loop without an optimizer records no learning rate.
     tags = (T.TRAIN_LOSS,) + ((T.lr(0),) if len(v.lr_series.dropna()) else ()) + ((UPDATE_TAGS_NOTE,) if rows else ())
     return [Finding(
@@ -300,10 +385,13 @@ def lr_too_high(v: RunView) -> list[Finding]:
 def lr_too_low(v: RunView) -> list[Finding]:
     """The step size is too small: updates barely move the weights and the loss creeps down.
     Layer weights without any gradient (the Gradients page's "no gradient") are left out: their
-    updates are zero whatever the step size, and no_gradient names them."""
+    updates are zero whatever the step size, and no_gradient names them. Updates far too small
+    (update_ratio_far_low) while the gradients flow are critical, and a live run gets that verdict
+    before live_min_progress: its update ratios already say the run cannot learn."""
     th = v.th
-    if not v.judges_end or v.little_progress is None:
+    if v.little_progress is None:
         return []
+    early = not v.judges_end  # a live run before live_min_progress: only "far too low" may be said
     sm = v.smooth
     end, rel = v.little_progress
     end_step = int(sm.index[-1])
@@ -320,14 +408,24 @@ def lr_too_low(v: RunView) -> list[Finding]:
         text, ev = update_sentence(rows, (V.TOO_SMALL,), "too small", th)
         evidence.update(ev)
         typical = ev["typical_update"]
+        far = _far_too_low(v, typical, early)
+        if early and not far:
+            return []
         factor = min(10.0, max(3.0, th.update_ratio_guide_cs231n / max(typical, 1e-12)))
         msg = (f"{text} The smoothed loss (median of {v.window} steps) only reached {fmt(end)} at step {end_step} "
                f"({level}).")
+        if far:
+            evidence["update_ratio_far_low"] = th.update_ratio_far_low
+            msg += (f" That is far too low (below {fmt(th.update_ratio_far_low)}) while the gradients flow: at this "
+                    "step size the run cannot learn in any useful number of steps.")
         layers = tuple(x.name for x in V.flagged(rows, (V.TOO_SMALL,)))
         tags, chart = (T.TRAIN_LOSS, UPDATE_TAGS_NOTE), "updates"
         aim = (f" to bring the updates towards {fmt(th.update_ratio_guide_cs231n)} to "
                f"{fmt(th.update_ratio_guide_notes)} of the weights per step")
     else:
+        if early:
+            return []
+        far = False
         # No update ratios (e.g. a TensorBoard log): a slow, still-steady decline is the signature.
         start = float(sm.iloc[0])
         total = start - end
@@ -347,10 +445,27 @@ def lr_too_low(v: RunView) -> list[Finding]:
         msg += f" Learning rate: {fmt(v.lr)}."
     evidence["lr_factor"] = factor
     return [Finding(
-        rule="lr_too_low", severity="warning", title="Learning rate too low",
+        rule="lr_too_low", severity="critical" if far else "warning",
+        title="Learning rate far too low" if far else "Learning rate too low",
         message=msg,
         advice=(f"Multiply the learning rate by {fmt(factor, 2)} (the fix below){aim}; a short learning-rate "
                 "range test finds the largest stable value."),
         evidence=evidence, steps=(int(sm.index[0]), end_step), layers=layers,
         fix=fixes.lr_times(v, factor), chart=chart, tags=tags,
     )]
+
+
+def _far_too_low(v: RunView, typical: float | None, early: bool) -> bool:
+    """Whether the typical update is far too low for the run to learn (update_ratio_far_low) because
+    of the step size: not while some layer's gradient vanishes or is absent (tiny updates are then
+    the gradients' doing: vanishing_gradients, no_gradient), and, judged early, not while the
+    learning rate still rises (a warm-up starts with tiny steps on purpose)."""
+    if typical is None or not typical < v.th.update_ratio_far_low:
+        return False
+    if any(x.verdict in (V.VANISHING, V.NO_GRADIENT) for x in v.verdicts(V.GRADIENT_FLOW)):
+        return False
+    if early and T.lr(0) in v.run.scalar_tags():
+        lr = v.run.series(T.lr(0)).dropna()
+        if len(lr) >= 2 and float(lr.iloc[-1]) > float(lr.iloc[0]):
+            return False
+    return True

@@ -11,9 +11,19 @@ from ..finding import Finding
 from ..view import RunView, fmt, pct
 from . import fixes
 
-# Rules whose verdict is about how the run ends; a live run gets them once enough of it has passed
-# (Thresholds.live_min_progress; RunView.judges_end).
-END_OF_RUN_RULES = ("underfitting", "overfitting", "loss_plateau", "low_confidence", "lr_too_low")
+# Rules whose verdict is about how the run ends, with the words the live_run card names them by; a
+# live run gets them once enough of it has passed (Thresholds.live_min_progress; RunView.judges_end).
+# Every rule that reads RunView.judges_end belongs here (tests/test_diagnostics_rules.py checks it).
+END_OF_RUN_VERDICTS = {
+    "underfitting": "underfitting",
+    "overfitting": "overfitting",
+    "loss_plateau": "a final plateau",
+    "low_confidence": "low confidence",
+    "lr_too_low": "a too-low learning rate (a far too low one is said at once)",
+    "lr_schedule_too_fast": "a learning-rate schedule that decays too fast",
+    "mismatched_labels": "labels that do not match the inputs",
+}
+END_OF_RUN_RULES = tuple(END_OF_RUN_VERDICTS)
 
 
 def short_run(v: RunView) -> list[Finding]:
@@ -55,9 +65,9 @@ def live_run(v: RunView) -> list[Finding]:
                 "(total_steps), so they wait until the run ends.")
     return [Finding(
         rule="live_run", severity="info", title="Run in progress: end-of-run verdicts wait",
-        message=("The run is still training. Verdicts about how it ends (underfitting, overfitting, a final "
-                 "plateau, low confidence, a too-low learning rate) are held back: early in a run the loss is high "
-                 "because it has not had time yet, and the validation loss still jumps around. " + when),
+        message=(f"The run is still training. Verdicts about how it ends ({', '.join(END_OF_RUN_VERDICTS.values())}) "
+                 "are held back: early in a run the loss is high because it has not had time yet, and the "
+                 "validation loss still jumps around. " + when),
         advice="Watch the loss; ask again later. Blow-ups, NaNs, dead units and gradient problems are reported live.",
         evidence=evidence, steps=(int(v.loss.index[0]), v.last_step), chart="overview", tags=(T.TRAIN_LOSS,),
     )]

@@ -18,7 +18,10 @@ What is recorded, and when:
   normalised each by the tokens of the whole accumulated batch (num_items_in_batch).
 - on_step_end: one record_step per optimizer step, with per-token confidence, entropy and accuracy
   for a language model (labels shifted as the model's loss shifts them; -100 ignored).
-- on_log: the Trainer's grad_norm (before clipping) as train/grad_norm, at its logging steps.
+- on_log: the Trainer's grad_norm (before clipping) as train/grad_norm, at its logging steps. A step
+  the Trainer is about to log (control.should_log at on_step_end) is recorded there, norm included,
+  so that the norm does not cost a flush of its own (record_eval flushes): at logging_steps=1 that
+  would be one flush per step.
 - on_prediction_step / on_evaluate: the evaluation's metrics (eval_loss as val/loss, eval_* as
   val/*) and confidence, accuracy and calibration from the evaluation's logits.
 - on_train_end closes the run. The Trainer has no exception event: a run that raises is closed at
@@ -89,6 +92,7 @@ class ProbesCallback(TrainerCallback):
         self._shift, self._sum_scale = False, 1
         self._eval = EvalLogits(eval_logits_limit)
         self._pending_eval = None  # (logits, labels) of the evaluation batch whose step is not over
+        self._pending_step = None  # (loss, logits, labels) of a step recorded when the Trainer logs it
         self._clear_step()
 
     def _clear_step(self) -> None:
@@ -119,6 +123,7 @@ class ProbesCallback(TrainerCallback):
         self._hook = model.register_forward_hook(self._on_forward, with_kwargs=True)
 
     def on_train_end(self, args, state, control, **kwargs):
+        self._record_pending()
         self._close(schema.FINISHED)
 
     def _close(self, status: str, error: str | None = None) -> None:
@@ -182,15 +187,33 @@ class ProbesCallback(TrainerCallback):
             loss = loss / self._loss_count
         logits, labels = self._step_logits or (None, None)
         self._clear_step()
-        rec.record_step(loss, logits=logits, targets=labels, ignore_index=self.ignore_index)
+        if control.should_log:  # DefaultFlowCallback, which runs first, decided: on_log comes next
+            self._pending_step = (loss, logits, labels)
+        else:
+            rec.record_step(loss, logits=logits, targets=labels, ignore_index=self.ignore_index)
+
+    def _record_pending(self, **scalars) -> None:
+        """Record the step held for on_log (if any); also called by every event that could come
+        between on_step_end and on_log, so that nothing is recorded out of order or lost."""
+        pending, self._pending_step = self._pending_step, None
+        rec = self.recorder
+        if pending is not None and rec is not None and not rec.closed:
+            loss, logits, labels = pending
+            rec.record_step(loss, logits=logits, targets=labels, ignore_index=self.ignore_index, **scalars)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._record_pending()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        rec = self.recorder
+        # The Trainer measures the total gradient norm on every update but only hands it out here;
+        # it is the last step's, so it is stored at that step.
         norm = one_number((logs or {}).get("grad_norm"))
+        if self._pending_step is not None:
+            self._record_pending(**({"grad_norm": norm} if norm is not None else {}))
+            return
+        rec = self.recorder
         if rec is not None and not rec.closed and norm is not None and rec.step == state.global_step:
-            # The Trainer measures the total gradient norm on every update but only hands it out
-            # here; it is the last step's, so it is stored at that step.
-            rec.record_eval(split="train", grad_norm=norm)
+            rec.record_eval(split="train", grad_norm=norm)  # a log the Trainer's flow did not announce
 
     # -- evaluation --------------------------------------------------------------------------
     def on_prediction_step(self, args, state, control, **kwargs):
@@ -199,6 +222,7 @@ class ProbesCallback(TrainerCallback):
             self._eval.add(*pending)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self._record_pending()
         rec = self.recorder
         logits, labels = self._eval.take()
         if rec is None or rec.closed:
