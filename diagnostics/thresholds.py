@@ -69,6 +69,18 @@ class Thresholds:
     # 7.3e-4 and up (samples, fault-injection suite), 73x above it; the sample lr_too_low (SGD at
     # 1e-4, 100x too low) reads 5.6e-6 and its accuracy stays at chance.
     update_ratio_far_low: float = 1e-5
+    # Updates too small because the gradients are tiny, not the step size: for an optimizer whose
+    # step follows the gradient's size (SGD, momentum; not Adam and the other adaptive ones, whose
+    # steps are about lr whatever the gradient), the learning rate that would lift the typical update
+    # to update_ratio_low (lr x update_ratio_low / typical update) is above this, and so is the one a
+    # plain SGD step along the typical layer's gradient would need (update_ratio_low / (||g|| / ||w||)).
+    # No SGD recipe goes near it: Goyal et al. (2017) train ResNet-50 at 3.2 for a batch of 8,192
+    # (0.1 per 256). Then no usable learning rate moves the weights: the signal collapsed (a too-small
+    # init shrinks it in every layer, forward and back), and vanishing_gradients names it, not
+    # lr_too_low. Measured (lr needed): runs whose step size is too small 0.0033-0.0053 (sample
+    # lr_too_low, SGD at 1e-6 on healthy inits), vanishing_sigmoid 2.2; deep small_normal nets under
+    # SGD/momentum at lr 6.7e-4-0.1 364-8,000.
+    sgd_lr_max: float = 10.0
     # An update at least this large moved a weight by more than its own norm: a step that rewrites
     # the weight, whatever the run's other steps read. lr_too_high takes most layer weights doing so
     # at or before a blow-up of the loss as its update evidence (the table's 90th percentile drops

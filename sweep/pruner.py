@@ -43,7 +43,9 @@ from .records import PRUNED, RUN_DIR, STEP_UNIT, TOTAL_STEPS
 # learning rate that throws the loss back up or is far too low to move the weights (lr_too_low is
 # critical only then: updates below diagnostics' update_ratio_far_low while the gradients flow),
 # units that are dead or saturated for good (they pass no gradient, so they do not come back),
-# and gradients that are gone or exploding.
+# and gradients that are gone, vanishing or exploding (vanishing_gradients is critical also when
+# the gradients are too small in every layer for any usable learning rate to move the weights: a
+# collapsed signal, which lr_too_low leaves to it).
 # bad_init_loss, underfitting, overfitting, plateaus and confidence are left out: a run with them
 # can still end well (and the end-of-run ones wait for the end anyway).
 HOPELESS_RULES = ("nan_loss", "lr_too_high", "lr_too_low", "dead_relu", "saturation", "no_gradient",

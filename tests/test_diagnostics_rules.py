@@ -12,6 +12,7 @@ import pytest
 import diagnostics
 from diagnostics import Finding, Thresholds
 from test_diagnostics_synth import healthy, layer_steps, write_run
+from test_findings_evidence import problems
 
 
 def advise_spec(tmp_path, spec, config=None, name="run"):
@@ -428,3 +429,48 @@ def test_every_rule_that_waits_for_the_end_is_named_on_the_live_run_card(tmp_pat
         writer.close("finished")
     for words in END_OF_RUN_VERDICTS.values():
         assert words in live.message
+
+
+def _stalled_sgd(tmp_path, name, *, lr, grad_to_weight, update, **hparams):
+    """A run whose loss stays at chance while every layer weight moves by `update` of its norm per
+    step and gets a gradient `grad_to_weight` x its weight norm, alike in every layer (so no layer's
+    gradient vanishes relative to the strongest one)."""
+    spec = healthy()
+    n, m = spec["n"], len(layer_steps(spec["n"], spec["every"]))
+    spec["loss"] = np.full(n, 2.3) + 0.01 * np.sin(np.arange(n))
+    spec["scalars"]["val/loss"] = (spec["scalars"]["val/loss"][0], np.full(10, 2.3))
+    spec["lr"] = np.full(n, lr)
+    spec["hparams"].update(lr=lr, **hparams)
+    for p in spec["grad"]:
+        norm = grad_to_weight * spec["weight_norm"][p]
+        spec["grad"][p]["norm"] = norm
+        spec["grad"][p]["abs_mean"] = norm / np.sqrt(64 * 128 if p.endswith("weight") else 128)
+        spec["update"][p] = np.full(m, update)
+    return advise_spec(tmp_path, spec, name=name)
+
+
+def test_tiny_updates_from_tiny_gradients_name_the_init_not_the_learning_rate(tmp_path):
+    """The same far-too-small updates (1e-8 of the weights per step), two causes. Under SGD an
+    update is lr x ||g|| / ||w||: at a sound lr (0.05) with gradients 2e-7 of the weights in every
+    layer (a deep tanh net on a small_normal init: the signal collapses forward and back), no
+    usable lr lifts them, so the finding is the vanishing signal with the init fix, critical (a
+    sweep prunes it). At lr 1e-6 with sound gradients (0.01 of the weights) the step size is it."""
+    init = _stalled_sgd(tmp_path, "small_init", lr=0.05, grad_to_weight=2e-7, update=1e-8, optimizer="sgd",
+                        activation="tanh", init="small_normal", depth=6)
+    assert "lr_too_low" not in alarms(init)
+    f = by_rule(init, "vanishing_gradients")
+    assert init[0] is f and f.severity == "critical"
+    assert f.fix == {"init": "xavier_uniform"}
+    assert f.evidence["lr_needed"] > Thresholds().sgd_lr_max and f.evidence["grad_to_weight"] == pytest.approx(2e-7)
+    assert "not the learning rate" in f.message and f.layers == ()  # the Gradients table reads every layer flowing
+    assert problems(f) == []  # every number the card quotes is in its evidence, with its step
+
+    lr = _stalled_sgd(tmp_path, "tiny_lr", lr=1e-6, grad_to_weight=1e-2, update=1e-8, optimizer="sgd",
+                      activation="tanh", init="xavier_uniform", depth=6)
+    low = by_rule(lr, "lr_too_low")
+    assert lr[0] is low and low.severity == "critical" and low.fix == {"lr": 1e-5}
+    assert "vanishing_gradients" not in alarms(lr)
+    # Adam's steps are about lr whatever the gradient's size: tiny updates there mean a tiny lr.
+    adam = _stalled_sgd(tmp_path, "adam", lr=1e-7, grad_to_weight=2e-7, update=1e-8, optimizer="adam",
+                        activation="tanh", init="small_normal", depth=6)
+    assert by_rule(adam, "lr_too_low").severity == "critical" and "vanishing_gradients" not in alarms(adam)

@@ -3,7 +3,10 @@ vanishing_gradients (layers that get orders of magnitude less gradient than the 
 exploding_gradients (gradient norms that grow by orders of magnitude, jump, or turn NaN/Inf).
 
 The first two report the rows of the Gradients page's table (diagnostics.verdicts.GRADIENT_FLOW):
-zero is not vanishing, and each has its own verdict word, finding and fix.
+zero is not vanishing, and each has its own verdict word, finding and fix. That table compares
+layers with each other; vanishing_gradients also reads gradients that are tiny in every layer
+alike (tiny_gradients: a signal that collapsed under a too-small init), which the table cannot
+show, and which would otherwise pass for a learning rate far too low.
 """
 
 from __future__ import annotations
@@ -80,37 +83,128 @@ def no_gradient(v: RunView) -> list[Finding]:
     )]
 
 
+@dataclass
+class TinyGradients:
+    """Updates too small because the gradients are, not the step size (tiny_gradients)."""
+
+    typical_update: float            # the Updates table's typical layer weight (V.typical_update)
+    update_steps: tuple[int, int]    # the steps its rows cover
+    lr: float                        # the learning rate over those steps
+    lr_needed: float                 # the one that would lift the typical update to update_ratio_low
+    grad_to_weight: float            # median over recorded steps of the typical layer's ||grad|| / ||weight||
+    grad_steps: tuple[int, int]
+
+
+def tiny_gradients(v: RunView) -> TinyGradients | None:
+    """Most layer weights' updates read "too small" on the Updates page because the gradients are
+    tiny, not the step size: under an optimizer whose step follows the gradient's size (SGD,
+    momentum), an update is about lr x ||g|| / ||w||, so tiny updates at a sound learning rate mean
+    tiny gradients. Said when the learning rate that would lift the typical update to
+    update_ratio_low is above sgd_lr_max, and so is the one a plain SGD step along the typical
+    layer's gradient would need: no usable step size moves these weights. A too-small init does
+    this to every layer alike (each scales the signal down forward and the gradient back), so the
+    Gradients table, which compares layers with each other, reads them flowing. None for adaptive
+    optimizers (their steps are about lr whatever the gradient: tiny ones mean a tiny lr), without
+    recorded gradient and weight norms, and while the loss is making progress. Layer weights with
+    no gradient at all are left out, as in lr_too_low: no_gradient names them."""
+    th = v.th
+    if v.adaptive or v.lr is None or v.little_progress is None:
+        return None
+    no_grad = {x.name for x in v.verdicts(V.GRADIENT_FLOW) if x.verdict == V.NO_GRADIENT}
+    rows = [x for x in v.verdicts(V.UPDATES) if x.name not in no_grad]
+    typical = V.typical_update(rows)
+    if not V.majority(rows, (V.TOO_SMALL,)) or typical is None or not typical > 0:
+        return None
+    a, b = min(x.steps[0] for x in rows), max(x.steps[1] for x in rows)
+    lrs = v.lr_series.dropna()
+    lrs = lrs[(lrs.index >= a) & (lrs.index <= b) & (lrs > 0)]
+    lr = float(lrs.median()) if len(lrs) else v.lr
+    needed = lr * th.update_ratio_low / typical
+    gw, _ = _grad_to_weight(v)
+    gw = gw[gw > 0]
+    if needed <= th.sgd_lr_max or gw.empty:
+        return None
+    g = float(gw.median())
+    if th.update_ratio_low / g <= th.sgd_lr_max:
+        return None
+    return TinyGradients(typical, (a, b), lr, needed, g, (int(gw.index[0]), int(gw.index[-1])))
+
+
 def vanishing_gradients(v: RunView) -> list[Finding]:
     """Layer weights whose mean |gradient| is below vanish_ratio x the strongest layer's (median
-    over the steps on which they got any gradient)."""
+    over the steps on which they got any gradient), or gradients tiny in every layer alike
+    (tiny_gradients): critical when the updates they give are far too low (update_ratio_far_low)."""
     th = v.th
     rows = V.flagged(v.verdicts(V.GRADIENT_FLOW), (V.VANISHING,))
-    if not rows:
+    tiny = tiny_gradients(v)
+    if not rows and tiny is None:
         return []
-    severity = "critical" if any(x.severity == "critical" for x in rows) else "warning"
-    worst = min(rows, key=lambda x: x.value)
-    a, b = worst.steps
-    msg = (f"{layer_list([x.name for x in rows])} get{'s' if len(rows) == 1 else ''} almost no gradient: their mean "
-           f"|gradient| is a small fraction of the strongest layer's, down to {fmt(worst.value)} for {worst.name} "
-           f"(median over steps {a}-{b}; vanishing below {fmt(th.vanish_ratio)}, critical below "
-           f"{fmt(th.vanish_ratio ** 2)}).")
     act, init = v.hparam("activation"), v.hparam("init")
+    evidence, parts, severity, spans = {"verdicts": V.as_evidence(rows), "activation": act, "init": init}, [], None, []
+    if rows:
+        severity = "critical" if any(x.severity == "critical" for x in rows) else "warning"
+        worst = min(rows, key=lambda x: x.value)
+        a, b = worst.steps
+        parts.append(f"{layer_list([x.name for x in rows])} get{'s' if len(rows) == 1 else ''} almost no gradient: "
+                     f"their mean |gradient| is a small fraction of the strongest layer's, down to {fmt(worst.value)} "
+                     f"for {worst.name} (median over steps {a}-{b}; vanishing below {fmt(th.vanish_ratio)}, critical "
+                     f"below {fmt(th.vanish_ratio ** 2)}).")
+        evidence.update(vanish_ratio=th.vanish_ratio, vanish_ratio_critical_limit=th.vanish_ratio ** 2)
+        spans.append((min(x.since if x.since is not None else x.steps[0] for x in rows), max(x.steps[1] for x in rows)))
+    if tiny is not None:
+        far = tiny.typical_update < th.update_ratio_far_low
+        severity = "critical" if far or severity == "critical" else "warning"
+        (a, b), (c, d) = tiny.grad_steps, tiny.update_steps
+        alike = ("" if rows else " The layers get alike gradients, so the Gradients page's table, which compares "
+                 "them with each other, reads them flowing: the signal shrinks in every layer at once")
+        if alike and init == "small_normal":
+            alike += f", as the {init} init makes it (each layer scales it down, forward and back)"
+        parts.append(f"The gradients are tiny in every layer: the typical layer weight's gradient norm is "
+                     f"{fmt(tiny.grad_to_weight)} of its weight norm (median over steps {a}-{b}), so the steps at the "
+                     f"learning rate {fmt(tiny.lr)} move a typical layer weight by {fmt(tiny.typical_update)} of its "
+                     f"norm (the Updates page, steps {c}-{d}; too small below {fmt(th.update_ratio_low)}"
+                     + (f", far too low below {fmt(th.update_ratio_far_low)}" if far else "")
+                     + f"). Lifting them to {fmt(th.update_ratio_low)} would take a learning rate of "
+                     f"{fmt(tiny.lr_needed)}, beyond any usable SGD step size (above {fmt(th.sgd_lr_max)}): the "
+                     f"gradients are what is small, not the learning rate." + (alike + "." if alike else ""))
+        evidence.update(grad_to_weight=tiny.grad_to_weight, grad_to_weight_steps=list(tiny.grad_steps),
+                        typical_update=tiny.typical_update, typical_update_steps=list(tiny.update_steps),
+                        lr_during_updates=tiny.lr, lr_during_updates_steps=list(tiny.update_steps),
+                        lr_needed=tiny.lr_needed, lr_needed_steps=list(tiny.update_steps),
+                        update_ratio_low=th.update_ratio_low, sgd_lr_max=th.sgd_lr_max)
+        if far:
+            evidence["update_ratio_far_low"] = th.update_ratio_far_low
+        spans.append((min(a, c), max(b, d)))
     fix = fixes.better_init(v)
-    if act in fixes.BOUNDED:
-        fix = fixes.relu_with_he(v)
-    fix.update(fixes.batch_norm_on(v))
+    # A too-small init shrank the signal in every layer: a sound init fixes it and the activation
+    # can stay (tanh passes a small signal whole; a sigmoid still takes three quarters per layer).
+    init_only = tiny is not None and bool(fix) and act != "sigmoid"
+    if not init_only:
+        if act in fixes.BOUNDED:
+            fix = fixes.relu_with_he(v)
+        fix.update(fixes.batch_norm_on(v))
     if v.hparam("model") in ("lstm", "gru") and v.hparam("forget_bias") in (0, 0.0):
         fix["forget_bias"] = 1.0
-    advice = ("Use ReLU-family activations with He init (a sigmoid passes at most a quarter of the gradient per "
-              "layer), add batch norm or residual connections, and avoid tiny initial weights"
-              + ("; for LSTMs set the forget-gate bias to one" if v.hparam("model") in ("lstm", "gru") else "") + ".")
+    if init_only:
+        advice = ("Use an init scaled to each layer's fan-in (Glorot/Xavier for tanh and sigmoid, He for ReLU; the fix "
+                  "below) or add batch norm, so the signal keeps its size through the layers. A larger learning rate "
+                  "is not the fix: it would have to be orders of magnitude larger than any that trains"
+                  + ("; for LSTMs set the forget-gate bias to one" if v.hparam("model") in ("lstm", "gru") else "") + ".")
+    elif tiny is not None:
+        advice = ("Keep the signal's size through the layers: an init scaled to each layer's fan-in (Glorot/Xavier, "
+                  "He for ReLU), ReLU-family activations, batch norm or residual connections. A larger learning rate "
+                  "is not the fix: it would have to be orders of magnitude larger than any that trains.")
+    else:
+        advice = ("Use ReLU-family activations with He init (a sigmoid passes at most a quarter of the gradient per "
+                  "layer), add batch norm or residual connections, and avoid tiny initial weights"
+                  + ("; for LSTMs set the forget-gate bias to one" if v.hparam("model") in ("lstm", "gru") else "") + ".")
+    tags = [T.grad(x.name, "abs_mean") for x in rows]
+    if tiny is not None:
+        tags += ["grad/<param>/norm", "weight/<param>/norm", "update_ratio/<weight>"]
     return [Finding(
-        rule="vanishing_gradients", severity=severity, title="Vanishing gradients", message=msg, advice=advice,
-        evidence={"verdicts": V.as_evidence(rows), "vanish_ratio": th.vanish_ratio,
-                  "vanish_ratio_critical_limit": th.vanish_ratio ** 2, "activation": act, "init": init},
-        steps=(min(x.since if x.since is not None else x.steps[0] for x in rows), max(x.steps[1] for x in rows)),
-        layers=tuple(x.name for x in rows), fix=fix, chart="gradients",
-        tags=tuple(T.grad(x.name, "abs_mean") for x in rows),
+        rule="vanishing_gradients", severity=severity, title="Vanishing gradients", message=" ".join(parts),
+        advice=advice, evidence=evidence, steps=(min(x for x, _ in spans), max(y for _, y in spans)),
+        layers=tuple(x.name for x in rows), fix=fix, chart="gradients", tags=tuple(tags),
     )]
 
 

@@ -20,6 +20,7 @@ from .. import verdicts as V
 from ..finding import Finding
 from ..view import RunView, fmt, layer_list
 from . import fixes
+from .gradients import tiny_gradients
 
 UPDATE_TAGS_NOTE = "update_ratio/<weight>"
 LARGE_WORDS = (V.LARGE, V.TOO_LARGE)
@@ -387,9 +388,11 @@ def lr_too_low(v: RunView) -> list[Finding]:
     Layer weights without any gradient (the Gradients page's "no gradient") are left out: their
     updates are zero whatever the step size, and no_gradient names them. Updates far too small
     (update_ratio_far_low) while the gradients flow are critical, and a live run gets that verdict
-    before live_min_progress: its update ratios already say the run cannot learn."""
+    before live_min_progress: its update ratios already say the run cannot learn. Not when the
+    updates are tiny because the gradients are (gradients.tiny_gradients: no usable learning rate
+    would lift them, and vanishing_gradients names the cause): a larger step size would not fix it."""
     th = v.th
-    if v.little_progress is None:
+    if v.little_progress is None or tiny_gradients(v) is not None:
         return []
     early = not v.judges_end  # a live run before live_min_progress: only "far too low" may be said
     sm = v.smooth
@@ -458,7 +461,8 @@ def lr_too_low(v: RunView) -> list[Finding]:
 def _far_too_low(v: RunView, typical: float | None, early: bool) -> bool:
     """Whether the typical update is far too low for the run to learn (update_ratio_far_low) because
     of the step size: not while some layer's gradient vanishes or is absent (tiny updates are then
-    the gradients' doing: vanishing_gradients, no_gradient), and, judged early, not while the
+    the gradients' doing: vanishing_gradients, no_gradient; lr_too_low has already stood down when
+    they are tiny in every layer alike, gradients.tiny_gradients), and, judged early, not while the
     learning rate still rises (a warm-up starts with tiny steps on purpose)."""
     if typical is None or not typical < v.th.update_ratio_far_low:
         return False
