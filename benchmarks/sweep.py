@@ -7,6 +7,21 @@ random configurations are broken and only a minority reaches the target):
     (c) diagnosis   sweep.DiagnosisPruner (default settings)
     (d) both        diagnosis OR median
 
+and, as bounds (hindsight from the full recordings, not pruners a sweep could run):
+
+    oracle diagnosis   prunes, at its first report, every trial whose full (unpruned) recording
+                       ends with a critical finding of diagnostics.advise (a "diagnosable" trial:
+                       what a diagnosis could in principle know about it), unless it reaches the
+                       target (that would be a false prune); every other trial runs to its end.
+                       The best any diagnosis pruner without false prunes can do on trials that
+                       the diagnosis at their end calls broken.
+    (e) oracle OR median
+    oracle: diagnosable or ends below 50%
+                       also prunes the trials that end below 50% accuracy without a critical
+                       finding (as if a diagnosis recognised every broken trial)
+    perfect hindsight  prunes, at its first report, every trial that never reaches the target
+                       (the room there is, whoever judges)
+
 How. The sampler is sweep's TrialSeededSampler (random search): with the same sampler seed, trial
 N has the same config under every setting, and the playground trains a config the same way every
 time (CPU, one thread, seeded), so a pruner changes only where a trial stops. Every config is
@@ -52,16 +67,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
+import diagnostics  # noqa: E402
 from playground.config import Config  # noqa: E402
 from runstore import load_run, schema, tags  # noqa: E402
-from sweep.pruner import DiagnosisPruner, make_pruner  # noqa: E402
-from sweep.records import RUN_DIR, TOTAL_STEPS  # noqa: E402
+from sweep.pruner import CRITICAL, HOPELESS_RULES, DiagnosisPruner, make_pruner  # noqa: E402
+from sweep.records import PRUNED, RUN_DIR, TOTAL_STEPS  # noqa: E402
 from sweep.replay import Recording, ReplayPruner, report_steps  # noqa: E402
 from sweep.space import default_space, parse_space, trial_config  # noqa: E402
 from sweep.spec import SweepSpec  # noqa: E402
 from sweep.study import TrialSeededSampler  # noqa: E402
 
-ARMS = ("none", "median", "diagnosis", "both")
+ARMS = ("none", "median", "diagnosis", "both")  # the pruners a sweep can run
+BOUNDS = ("oracle", "oracle_both", "oracle_broken", "perfect")  # hindsight from the full recordings
 # The broad first stage of a coarse-to-fine search (the tuning notes: start wide, on log scales):
 # learning rates over five decades, deep and shallow nets, bounded and unbounded activations,
 # initialisations that work and ones that do not (zeros, too small, too large), batch norm on and
@@ -73,7 +90,8 @@ SPACES = {
     "default": None,
 }
 LABELS = {"none": "(a) no pruning", "median": "(b) MedianPruner", "diagnosis": "(c) diagnosis",
-          "both": "(d) diagnosis OR median"}
+          "both": "(d) diagnosis OR median", "oracle": "oracle diagnosis", "oracle_both": "(e) oracle OR median",
+          "oracle_broken": "oracle: diagnosable or ends below 50%", "perfect": "perfect hindsight"}
 VAL_ACC = tags.split_metric("val", "accuracy")
 
 
@@ -98,6 +116,10 @@ class Trained:
         wall = run.series(tags.WALL_TIME).dropna()
         self._wall_steps = wall.index.to_numpy()
         self._wall = wall.to_numpy() - started
+        # The judgement at its end, on the whole recording (end-of-run verdicts included): the most
+        # a diagnosis could know about this config. Diagnosable: a critical finding there.
+        self.critical = [f.rule for f in diagnostics.advise(run) if f.severity == CRITICAL]
+        self.diagnosable = bool(self.critical)
 
     def clock(self, step: int) -> float:
         """Seconds from the start of training (the call, data loading included) to `step`."""
@@ -135,8 +157,44 @@ class Pool:
         return self.by_dir[run_dir].clock(step)
 
 
+class HindsightPruner(optuna.pruners.BasePruner):
+    """A bound, not a pruner a sweep could run: prunes a trial at its first report when `hopeless`
+    (a predicate on the trial's fully trained config) says so, else asks `wrapped` (if any). It
+    knows how the trial ends because the pool trained every config to its end."""
+
+    def __init__(self, pool: Pool, hopeless, by: str, wrapped=None):
+        self.pool, self.hopeless, self.by, self.wrapped = pool, hopeless, by, wrapped
+
+    def prune(self, study, trial) -> bool:
+        run = self.pool.by_dir.get(trial.user_attrs.get(RUN_DIR))
+        if run is not None and self.hopeless(run):
+            study._storage.set_trial_user_attr(trial._trial_id, PRUNED, {"by": self.by, "step": trial.last_step})
+            return True
+        return self.wrapped is not None and self.wrapped.prune(study, trial)
+
+
+def oracle_diagnosable(run: Trained) -> bool:
+    """Diagnosable (a critical finding at the end of its full recording) and not reaching the
+    target: what a diagnosis pruner without false prunes could at best prune."""
+    return run.diagnosable and run.reach_step is None
+
+
+def oracle_broken(run: Trained) -> bool:
+    """A wider bound: also the trials that end below 50% accuracy without a critical finding (the
+    diagnostics' blind spot), as if a diagnosis recognised every broken trial."""
+    return run.reach_step is None and (run.diagnosable or not run.value >= 0.5)
+
+
 def arm_pruner(name: str, pool: Pool):
     """The pruner of a setting; the diagnosis reads the pool's recordings as they were at each step."""
+    if name == "oracle":
+        return HindsightPruner(pool, oracle_diagnosable, "oracle")
+    if name == "oracle_both":
+        return HindsightPruner(pool, oracle_diagnosable, "oracle", make_pruner("median"))
+    if name == "oracle_broken":
+        return HindsightPruner(pool, oracle_broken, "oracle_broken")
+    if name == "perfect":
+        return HindsightPruner(pool, lambda run: run.reach_step is None, "perfect")
     if name in ("diagnosis", "both"):
         median = make_pruner("median").pruner if name == "both" else None
         return ReplayPruner(median, recordings=pool.recordings, clock=pool.clock)
@@ -184,7 +242,9 @@ def replay_arm(name: str, seed: int, spec: SweepSpec, pool: Pool, budget: int, m
                        "value": run.value if state == "complete" else None, "final_value": run.value,
                        "reach_step": reach, "reaches_when_trained": run.reach_step is not None,
                        "reach_s": run.clock(reach) + judged if reach is not None else None,
-                       "pruned": frozen.user_attrs.get("pruned"), "start_steps": steps, "start_s": seconds})
+                       "pruned": frozen.user_attrs.get("pruned"), "start_steps": steps, "start_s": seconds,
+                       "diagnosable": run.diagnosable, "critical": run.critical,
+                       "first_report": run.reports[0][0] if run.reports else None})
         steps += used
         seconds += trials[-1]["seconds"]
     return summarize(trials, budget, diag)
@@ -200,9 +260,19 @@ def summarize(trials: list[dict], budget: int, diag) -> dict:
     best = [t["value"] for t in within if t["value"] is not None and t["start_steps"] + t["steps"] <= budget]
     pruned = [t for t in trials if t["state"] == "pruned"]
     wasted = sum(t["steps"] for t in within if t["reach_step"] is None)
+    wasted_diag = sum(t["steps"] for t in within if t["reach_step"] is None and t["diagnosable"])
+    total_within = max(1, sum(t["steps"] for t in within))
     return {"steps_to_target": steps_to, "seconds_to_target": secs_to, "best": max(best) if best else None,
             "reached": sum(1 for t in within if t["reach_step"] is not None),
-            "wasted_share": wasted / max(1, sum(t["steps"] for t in within)),
+            "wasted_share": wasted / total_within,
+            # the compute on trials that never reach the target, split: diagnosable (broken: a
+            # critical finding at their end) and not (healthy but not good enough)
+            "wasted_diag_share": wasted_diag / total_within,
+            "wasted_healthy_share": (wasted - wasted_diag) / total_within,
+            "false_prunes_diagnosable": sum(1 for t in pruned if t["reaches_when_trained"] and t["diagnosable"]),
+            "pruned_diagnosable": sum(1 for t in pruned if t["diagnosable"]),
+            "all_prune_steps": [t["steps"] for t in pruned],
+            "pruned_at_first_report": sum(1 for t in pruned if t["steps"] == t["first_report"]),
             "trials": len(trials), "pruned": len(pruned),
             "false_prunes": sum(1 for t in pruned if t["reaches_when_trained"]),
             "pruned_by": _by(pruned), "prune_steps": [t["steps"] for t in pruned if (t["pruned"] or {}).get("by")
@@ -236,11 +306,13 @@ def run_seed(seed: int, spec_json: dict, args) -> dict:
         pool = Pool(spec, Path(tmp), args.target)
         total = spec.base.total_steps()
         budget = args.trials * total
-        out = {name: replay_arm(name, seed, spec, pool, budget, args.trials * args.max_factor) for name in ARMS}
+        out = {name: replay_arm(name, seed, spec, pool, budget, args.trials * args.max_factor)
+               for name in ARMS + BOUNDS}
         # Equal compute: the steps every setting spent (a pruning setting may stop at its trial cap
         # before its budget is used); each setting's best among the trials that ended within them.
+        # The bounds are held to the same compute but do not set it (they may stop far below it).
         equal = min(out[name]["steps_used"] for name in ARMS)
-        for name in ARMS:
+        for name in ARMS + BOUNDS:
             done = [t["value"] for t in out[name]["trial_log"]
                     if t["value"] is not None and t["start_steps"] + t["steps"] <= equal]
             out[name]["best_equal"] = max(done) if done else None
@@ -249,8 +321,23 @@ def run_seed(seed: int, spec_json: dict, args) -> dict:
         out["space"] = {"configs": len(configs), "reach": sum(1 for c in configs if c.reach_step is not None),
                         "below_half": sum(1 for c in configs if not (c.value >= 0.5)),
                         "diverged": sum(1 for c in configs if c.status == schema.FAILED),
+                        "diagnosable": sum(1 for c in configs if c.diagnosable),
+                        "diagnosable_reach": sum(1 for c in configs if c.diagnosable and c.reach_step is not None),
+                        "diagnosable_hopeless_rule": sum(1 for c in configs if set(c.critical) & set(HOPELESS_RULES)),
+                        "critical_rules": _count(r for c in configs for r in set(c.critical)),
+                        "healthy_miss_values": [c.value for c in configs
+                                                if not c.diagnosable and c.reach_step is None],
+                        "diagnosable_miss_values": [c.value for c in configs
+                                                    if c.diagnosable and c.reach_step is None],
                         "train_seconds": pool.train_seconds}
     return out
+
+
+def _count(items) -> dict:
+    counts: dict = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return counts
 
 
 def _median_range(values, fmt) -> str:
@@ -272,9 +359,10 @@ def report(results: list[dict], args, spec: SweepSpec) -> str:
              f"{sum(s['reach'] for s in sp)} reach the target, {sum(s['below_half'] for s in sp)} end below 50% "
              f"({sum(s['diverged'] for s in sp)} diverged)", "",
              "| setting | steps to target | steps vs (b) | seconds to target | seconds vs (b) | best acc at equal "
-             "compute | trials reaching target | compute on trials that never do | trials | pruned | false prunes |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for name in ARMS:
+             "compute | trials reaching target | compute on trials that never do | that compute: diagnosable / healthy "
+             "| trials | pruned | false prunes |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name in ARMS + BOUNDS:
         per = [r[name] for r in results]
         ratios_steps, ratios_s = [], []
         for r in results:
@@ -291,6 +379,8 @@ def report(results: list[dict], args, spec: SweepSpec) -> str:
             _median_range([p["best_equal"] for p in per], lambda v: f"{v:.3f}"),
             str(sum(p["reached"] for p in per)),
             _median_range([p["wasted_share"] for p in per], lambda v: f"{100 * v:.0f}%"),
+            f"{100 * statistics.median(p['wasted_diag_share'] for p in per):.0f}% / "
+            f"{100 * statistics.median(p['wasted_healthy_share'] for p in per):.0f}%",
             str(sum(p["trials"] for p in per)),
             str(sum(p["pruned"] for p in per)),
             str(sum(p["false_prunes"] for p in per)),
@@ -299,8 +389,9 @@ def report(results: list[dict], args, spec: SweepSpec) -> str:
     lines.append("equal compute per seed (the steps every setting spent): " + ", ".join(
         f"{r['none']['equal_steps']:,}" for r in results))
     lines.append("steps to target per seed: " + "; ".join(
-        f"{LABELS[n].split()[0]} " + ", ".join(str(r[n]["steps_to_target"]) for r in results) for n in ARMS))
-    for name in ARMS[1:]:
+        f"{LABELS[n]} " + ", ".join(str(r[n]["steps_to_target"]) for r in results) for n in ARMS + BOUNDS))
+    lines += _diagnosable_lines(results, total)
+    for name in ARMS[1:] + BOUNDS:
         by: dict = {}
         for r in results:
             for k, v in r[name]["pruned_by"].items():
@@ -318,6 +409,43 @@ def report(results: list[dict], args, spec: SweepSpec) -> str:
         lines.append(f"{LABELS[name]} pruned by: " + (", ".join(f"{k} {v}" for k, v in sorted(by.items())) or "-")
                      + extra)
     return "\n".join(lines)
+
+
+def _diagnosable_lines(results: list[dict], total: int) -> list[str]:
+    """What the bound rests on: which configs a diagnosis could call broken at their end, what the
+    others end at, and where the MedianPruner and the diagnosis prune."""
+    sp = [r["space"] for r in results]
+    configs = sum(s["configs"] for s in sp)
+    rules: dict = {}
+    for s in sp:
+        for k, v in s["critical_rules"].items():
+            rules[k] = rules.get(k, 0) + v
+    healthy = [v for s in sp for v in s["healthy_miss_values"]]
+    broken = [v for s in sp for v in s["diagnosable_miss_values"]]
+    acc = lambda v: f"{v:.3f}"  # noqa: E731
+    lines = [
+        f"diagnosable (a critical finding at the end of the full recording): {sum(s['diagnosable'] for s in sp)} of "
+        f"{configs} configs ({sum(s['diagnosable_hopeless_rule'] for s in sp)} with a critical finding of "
+        f"HOPELESS_RULES), {sum(s['diagnosable_reach'] for s in sp)} of them reach the target; critical rules: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(rules.items(), key=lambda kv: -kv[1])),
+        f"configs that never reach the target: {len(broken)} diagnosable (final val acc "
+        f"{_median_range(broken, acc)}), {len(healthy)} healthy but not good enough (final val acc "
+        f"{_median_range(healthy, acc)}; {sum(1 for v in healthy if v >= 0.9)} of them at 0.9 or more)",
+    ]
+    for name in ("median", "diagnosis", "both"):
+        per = [r[name] for r in results]
+        pruned = sum(p["pruned"] for p in per)
+        at = [s for p in per for s in p["all_prune_steps"]]
+        false = sum(p["false_prunes"] for p in per)
+        false_diag = sum(p["false_prunes_diagnosable"] for p in per)
+        lines.append(
+            f"{LABELS[name]}: {pruned} pruned at step {_median_range(at, lambda v: f'{v:.0f}') if at else '-'} "
+            f"of {total}, "
+            f"{sum(p['pruned_at_first_report'] for p in per)} of them at their first report; "
+            f"{sum(p['pruned_diagnosable'] for p in per)} of the pruned are diagnosable, "
+            f"{pruned - sum(p['pruned_diagnosable'] for p in per)} healthy at their end; false prunes {false}: "
+            f"{false_diag} diagnosable, {false - false_diag} healthy")
+    return lines
 
 
 def main() -> None:
