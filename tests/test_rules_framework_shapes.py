@@ -17,10 +17,9 @@ def _records(spec) -> int:
     return len(layer_steps(spec["n"], spec["every"]))
 
 
-def test_layers_without_a_gradient_say_nothing_about_the_step_size(tmp_path):
-    """examples/lightning_classifier.py --lr 20: the loss blows up within a few steps, every ReLU
-    dies, and from then on the weights have no gradient and their update ratio reads zero; the two
-    oversized records fall outside the table's 90th percentile. The loss decides."""
+def _dead_after_a_blow_up():
+    """A healthy run whose layer weights get no gradient after the first record (every ReLU died)
+    and whose updates are zero from then on, two oversized ones first."""
     spec = healthy()
     m = _records(spec)
     for i, p in enumerate(p for p in spec["update"] if p.endswith("weight")):
@@ -28,6 +27,14 @@ def test_layers_without_a_gradient_say_nothing_about_the_step_size(tmp_path):
         spec["grad"][p]["norm"][1:] = 0.0
         spec["update"][p] = np.zeros(m)
         spec["update"][p][:2] = (0.1, 0.8, 3.0)[i], 0.1
+    return spec
+
+
+def test_layers_without_a_gradient_say_nothing_about_the_step_size(tmp_path):
+    """examples/lightning_classifier.py --lr 20: the loss blows up within a few steps, every ReLU
+    dies, and from then on the weights have no gradient and their update ratio reads zero; the two
+    oversized records fall outside the table's 90th percentile. The loss decides."""
+    spec = _dead_after_a_blow_up()
     loss = spec["loss"].copy()
     loss[3:] = 10 + 5 * np.abs(np.sin(np.arange(len(loss) - 3)))  # 4x chance and more, from step 4 on
     spec["loss"] = loss
@@ -89,13 +96,7 @@ def test_a_validation_loss_rising_over_a_train_loss_above_chance_is_not_overfitt
     """examples/lightning_classifier.py --lr 20: every ReLU dies early, the train loss stays at 4-6x
     ln(C) and the validation loss rises from its best to above it. Nothing was fitted, so there is
     nothing that fails to generalize: the card is lr_too_high's, not "add dropout"."""
-    spec = healthy()
-    m = _records(spec)
-    for i, p in enumerate(p for p in spec["update"] if p.endswith("weight")):
-        spec["grad"][p]["abs_mean"][1:] = 0.0
-        spec["grad"][p]["norm"][1:] = 0.0
-        spec["update"][p] = np.zeros(m)
-        spec["update"][p][:2] = (0.1, 0.8, 3.0)[i], 0.1
+    spec = _dead_after_a_blow_up()
     loss = spec["loss"].copy()
     loss[3:] = 10 + 3 * np.abs(np.sin(np.arange(len(loss) - 3)))
     spec["loss"] = loss

@@ -14,7 +14,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 import probes
-from common import char_text, parse
+from common import char_batches, parse
 
 VARIANTS = {"healthy": 1e-3, "lr_high": 1e-1, "lr_x30": 3e-2}
 a = parse(VARIANTS)
@@ -23,18 +23,7 @@ block_size, batch_size, n_layer, n_head, n_embd = 32, 16, 2, 4, 32
 max_iters, warmup, eval_interval, eval_iters = 400, 40, 40, 4
 grad_clip = 0.0 if a.variant == "lr_high" else 1.0
 
-data, vocab_size, _ = char_text(60000)
-data = torch.tensor(data)
-n = int(0.9 * len(data))
-train_data, val_data = data[:n], data[n:]
-
-
-def get_batch(split):
-    d = train_data if split == "train" else val_data
-    ix = torch.randint(len(d) - block_size, (batch_size,))
-    x = torch.stack([d[i:i + block_size] for i in ix])
-    y = torch.stack([d[i + 1:i + 1 + block_size] for i in ix])
-    return x, y
+get_batch, vocab_size = char_batches(block_size, batch_size)
 
 
 class CausalSelfAttention(nn.Module):

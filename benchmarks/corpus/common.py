@@ -82,6 +82,24 @@ def char_text(n: int, seed: int = 7, vocab: int = 32, alpha: float = 0.2) -> tup
     return s, vocab, chain.entropy_rate(s[:4000])
 
 
+def char_batches(block_size: int, batch_size: int, n: int = 60000):
+    """(get_batch, vocab size) over char_text(n) split 90/10, as nanoGPT's train.py samples it:
+    get_batch(split) draws batch_size random offsets and returns (x, y), y shifted by one."""
+    text, vocab_size, _ = char_text(n)
+    data = torch.tensor(text)
+    cut = int(0.9 * len(data))
+    splits = {"train": data[:cut], "val": data[cut:]}
+
+    def get_batch(split):
+        d = splits[split]
+        ix = torch.randint(len(d) - block_size, (batch_size,))
+        x = torch.stack([d[i:i + block_size] for i in ix])
+        y = torch.stack([d[i + 1:i + 1 + block_size] for i in ix])
+        return x, y
+
+    return get_batch, vocab_size
+
+
 def word_text(n: int, seed: int = 11, vocab: int = 400) -> tuple[np.ndarray, int, float]:
     """(word ids, vocab size, entropy rate) of an order-1 word stream with Zipf-like frequencies."""
     chain = MarkovChain(vocab, 1, 0.08, seed, zipf=1.0)

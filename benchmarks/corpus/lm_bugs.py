@@ -16,7 +16,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 import probes
-from common import char_text, parse
+from common import char_batches, parse
 
 VARIANTS = ("healthy", "healthy_onecycle", "prefetched_targets")
 a = parse(VARIANTS)
@@ -25,18 +25,7 @@ block_size, batch_size, n_head, n_embd = 32, 16, 4, 48
 max_iters, warmup, eval_interval, eval_iters, learning_rate = 400, 40, 40, 4, 3e-3
 gradient_accumulation_steps = 1
 
-data, vocab_size, _ = char_text(60000)
-data = torch.tensor(data)
-n = int(0.9 * len(data))
-train_data, val_data = data[:n], data[n:]
-
-
-def get_batch(split):
-    d = train_data if split == "train" else val_data
-    ix = torch.randint(len(d) - block_size, (batch_size,))
-    x = torch.stack([d[i:i + block_size] for i in ix])
-    y = torch.stack([d[i + 1:i + 1 + block_size] for i in ix])
-    return x, y
+get_batch, vocab_size = char_batches(block_size, batch_size)
 
 
 class Block(nn.Module):
