@@ -440,3 +440,27 @@ def test_sample_advice_cards_for_the_faulty_run_and_none_for_the_baseline(defaul
     open_page(at, "overview", os.path.abspath(SAMPLES / "baseline"))
     assert not [b for b in at.button if b.key and b.key.startswith("jump-")]
     assert any("No problems found" in s.value for s in at.success)
+
+
+def test_predictions_page_draws_the_passed_loss_beside_the_recomputed_cross_entropy(tmp_path, make_app):
+    """mismatched_targets' evidence is on the page its card opens: the loss passed with the logits
+    and the cross-entropy the probes recomputed from those logits and targets, as recorded. A run
+    without the recomputed value (older probes, no targets) gets no such chart."""
+    steps = np.arange(1, 101)
+    loss = 2.0 / (1 + steps / 20.0)
+    w = RunWriter(tmp_path / "prefetched", {"name": "prefetched"})
+    w.write(Batch(scalars={"train/loss": (steps, loss), "train/cross_entropy": (steps, 1.75 * loss),
+                           "train/confidence": (steps, 0.3 + 0.005 * steps)}), last_step=100)
+    w.close()
+    at = open_page(make_app(tmp_path), "predictions", path_of(tmp_path, "prefetched"))
+    traces = charts(at)["pred-xent"]["data"]
+    by_name = {t["name"]: arr(t["y"]) for t in traces}
+    passed = by_name["loss passed with the logits"]
+    recomputed = by_name["cross-entropy of the logits against the targets"]
+    np.testing.assert_allclose(passed, loss)
+    np.testing.assert_allclose(recomputed, 1.75 * loss)
+
+
+def test_predictions_page_of_a_run_without_the_recomputed_cross_entropy_draws_no_such_chart(runs_dir, make_app):
+    at = open_page(make_app(runs_dir), "predictions", path_of(runs_dir, "healthy"))
+    assert "pred-conf" in charts(at) and "pred-xent" not in charts(at)

@@ -31,6 +31,22 @@ def _prediction_splits(run) -> list[str]:
     return out
 
 
+def _loss_against_recomputed(run, split: str, have: set, shade) -> None:
+    """The loss passed with the logits beside the cross-entropy the probes recompute from those
+    logits and targets (the evidence of diagnostics' mismatched_targets). Runs recorded before the
+    probes recomputed it, or without targets, have no such curve: nothing is drawn."""
+    passed, recomputed = tags.split_metric(split, "loss"), tags.split_metric(split, "cross_entropy")
+    if recomputed not in have or passed not in have:
+        return
+    chart(lines_figure([Curve("loss passed with the logits", run.series(passed), color="#4e79a7"),
+                        Curve("cross-entropy of the logits against the targets", run.series(recomputed),
+                              color="#e15759", dash="dash")],
+                       title="Passed loss vs recomputed cross-entropy", y_title="loss (nats)", highlight=shade,
+                       height=300), key="pred-xent")
+    st.caption("The two curves agree when the targets passed belong to the logits' batch and the loss is their "
+               "plain cross-entropy; label smoothing or extra loss terms lift the passed loss a little above.")
+
+
 def _body(h: RunHandle) -> None:
     run = h.run
     header(h, page_title="Predictions")
@@ -64,6 +80,7 @@ def _body(h: RunHandle) -> None:
                   key="pred-entropy")
         else:
             missing(f"{split} entropy")
+    _loss_against_recomputed(run, split, have, shade)
     hs = run.histograms(f"{split}/confidence")
     if hs is not None and len(hs.steps):
         chart(hist_heatmap_figure(rebin(hs, value_range=(0.0, 1.0), bins=40),
