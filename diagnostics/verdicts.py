@@ -74,6 +74,13 @@ def flagged(verdicts: list[LayerVerdict], words=None) -> list[LayerVerdict]:
     return [x for x in verdicts if x.verdict in words]
 
 
+def with_gradient(verdicts: list[LayerVerdict], flow: list[LayerVerdict]) -> list[LayerVerdict]:
+    """`verdicts` without the layers the Gradients table (`flow`) reads NO_GRADIENT: their updates
+    are zero whatever the step size, so they say nothing about it (no_gradient names them)."""
+    none = {x.name for x in flow if x.verdict == NO_GRADIENT}
+    return [x for x in verdicts if x.name not in none]
+
+
 def majority(verdicts: list[LayerVerdict], words) -> bool:
     """Whether more than half of the judged layers read one of `words`."""
     return bool(verdicts) and 2 * len(flagged(verdicts, words)) > len(verdicts)

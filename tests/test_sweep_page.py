@@ -23,6 +23,7 @@ from jobs import JobManager  # noqa: E402
 from playground.config import Config  # noqa: E402
 from sweep.study import budget_left, load, trial_rows  # noqa: E402
 from sweep.worker import run_worker  # noqa: E402
+from test_app_pages import texts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = "dashboard/pages/sweep.py"
@@ -62,10 +63,7 @@ def app(monkeypatch, workdir):
 
 def _texts(at) -> str:
     """The page's text as the user reads it (Markdown escapes removed)."""
-    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
-    for kind in ("info", "success", "warning", "error"):
-        parts += [e.value for e in getattr(at, kind)]
-    return "\n".join(parts).replace("\\", "")
+    return texts(at).replace("\\", "")
 
 
 def _wait(pred, timeout=120.0, what="the condition"):

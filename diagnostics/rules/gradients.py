@@ -110,8 +110,7 @@ def tiny_gradients(v: RunView) -> TinyGradients | None:
     th = v.th
     if v.adaptive or v.lr is None or v.little_progress is None:
         return None
-    no_grad = {x.name for x in v.verdicts(V.GRADIENT_FLOW) if x.verdict == V.NO_GRADIENT}
-    rows = [x for x in v.verdicts(V.UPDATES) if x.name not in no_grad]
+    rows = V.with_gradient(v.verdicts(V.UPDATES), v.verdicts(V.GRADIENT_FLOW))
     typical = V.typical_update(rows)
     if not V.majority(rows, (V.TOO_SMALL,)) or typical is None or not typical > 0:
         return None

@@ -222,8 +222,7 @@ def lr_too_high(v: RunView) -> list[Finding]:
         # Layer weights without any gradient (no_gradient, e.g. behind ReLUs a blow-up killed) move
         # by zero whatever the step size: unless their updates read large anyway, they say nothing
         # about it (as in lr_too_low), and the others decide.
-        no_grad = {x.name for x in v.verdicts(V.GRADIENT_FLOW) if x.verdict == V.NO_GRADIENT}
-        rows = [x for x in rows if x.name not in no_grad]
+        rows = V.with_gradient(rows, v.verdicts(V.GRADIENT_FLOW))
         large = V.majority(rows, LARGE_WORDS)
     d = divergence(v)
     rewrote = None if large or not rows else rewritten_before_blowup(v, rows, d)
@@ -356,7 +355,7 @@ def lr_too_high(v: RunView) -> list[Finding]:
     aim = ""
     typical = evidence.get("typical_update")
     if typical is not None and typical > th.update_ratio_high:
-        over = int(float(f"{typical / th.update_ratio_large:.1g}"))
+        over = int(fixes.round_sig(typical / th.update_ratio_large, 1))
         # Ratios measured in a run that blew up grow without bound (the weights did too): trust them
         # for at most the order of magnitude a lost run is given.
         over = min(over, LOST_RUN_DIVISOR)
@@ -366,7 +365,7 @@ def lr_too_high(v: RunView) -> list[Finding]:
     if rewrote is not None:
         # Those first updates scale with the learning rate (Adam's are about lr per element): divide
         # it until they stay under update_ratio_high, to one significant digit.
-        over = int(float(f"{evidence['rewrite_ratio'] / th.update_ratio_high:.1g}"))
+        over = int(fixes.round_sig(evidence["rewrite_ratio"] / th.update_ratio_high, 1))
         if over > divisor:
             divisor = over
             aim = f", so that single updates stay under {fmt(th.update_ratio_high)} of the weights"
@@ -402,9 +401,8 @@ def lr_too_low(v: RunView) -> list[Finding]:
     evidence = {"final_smoothed_loss": end, "final_smoothed_loss_step": end_step, "smooth_window": v.window,
                 "relative_level": rel, "relative_level_step": end_step, "reference_loss": v.reference_loss,
                 "loss_floor": v.loss_floor, **v.progress_evidence(), "lr": v.lr}
-    no_grad = {x.name for x in v.verdicts(V.GRADIENT_FLOW) if x.verdict == V.NO_GRADIENT}
     all_rows = v.verdicts(V.UPDATES)
-    rows = [x for x in all_rows if x.name not in no_grad]
+    rows = V.with_gradient(all_rows, v.verdicts(V.GRADIENT_FLOW))
     if all_rows:
         if not V.majority(rows, (V.TOO_SMALL,)):
             return []
